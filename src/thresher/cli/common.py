@@ -1,0 +1,33 @@
+"""Options and helpers shared by commands."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from thresher.data.formats import parse_field_map
+from thresher.data.readers import ReadResult, read_dataset
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+FormatOpt = typer.Option(None, "--format", help="Record format: alpaca|sharegpt|messages|prompt_completion|text (default: detect).")
+FieldMapOpt = typer.Option(None, "--field-map", help="Rename fields a format reads, e.g. instruction=question,output=answer.")
+InputFormatOpt = typer.Option(None, "--input-format", help="File format: jsonl|json|csv|parquet|hf (default: from the path).")
+OnErrorOpt = typer.Option("raise", "--on-error", help="raise: stop at the first bad row; skip: skip bad rows and write them to <output>.rejects.jsonl.")
+
+
+def split_list(text: Optional[str]) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else []
+
+
+def read_input(path: str, record_format: Optional[str], field_map: Optional[str],
+               input_format: Optional[str], on_error: str = "raise") -> ReadResult:
+    return read_dataset(path, file_format=input_format, record_format=record_format,
+                        field_map=parse_field_map(field_map), on_error=on_error)
+
+
+def print_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))

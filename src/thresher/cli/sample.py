@@ -1,0 +1,134 @@
+"""`thresher sample`: draw a probability sample and write it with its manifest."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
+                                 read_input, split_list)
+from thresher.core.budget import Budget
+from thresher.errors import UsageError
+
+
+def design_params(design: str, *, replace: bool, by: list[str], allocation: str, variance_of: Optional[str],
+                  min_per_stratum: int, max_per_stratum: Optional[int], thin: str, cluster_by: Optional[str],
+                  stages: int, rows_per_cluster: Optional[int], icc_of: Optional[str], sort_by: Optional[str],
+                  variable_intervals: bool, check_field: Optional[str], size_by: Optional[str],
+                  temperature: float, floor: float, cap: Optional[float], poisson: bool) -> dict:
+    """Map CLI options to the design's constructor parameters (only those it takes)."""
+    if design == "random":
+        return {"replace": replace}
+    if design == "stratified":
+        if not by:
+            raise UsageError("--design stratified needs --by FIELD[,FIELD...]")
+        return {"by": by, "allocation": allocation, "variance_of": variance_of,
+                "min_per_stratum": min_per_stratum, "max_per_stratum": max_per_stratum, "thin": thin}
+    if design == "cluster":
+        if not cluster_by:
+            raise UsageError("--design cluster needs --cluster-by FIELD")
+        return {"cluster_by": cluster_by, "stages": stages, "rows_per_cluster": rows_per_cluster, "icc_of": icc_of}
+    if design == "systematic":
+        return {"sort_by": sort_by, "variable_intervals": variable_intervals, "check_field": check_field}
+    if design == "pps":
+        if not size_by:
+            raise UsageError("--design pps needs --size-by FIELD")
+        return {"size_by": size_by, "temperature": temperature, "floor": floor, "cap": cap, "poisson": poisson}
+    raise UsageError(f"unknown design {design!r}; choose random, stratified, cluster, systematic or pps")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("sample")
+    def sample_cmd(
+        data: str = typer.Argument(..., help="The pool: JSONL, JSON, CSV, Parquet or a HF save_to_disk folder."),
+        output: Path = typer.Option(..., "-o", "--output", help="Where to write the subset (format from the extension, default the input's)."),
+        design: str = typer.Option("random", "--design", help="random|stratified|cluster|systematic|pps"),
+        n: Optional[int] = typer.Option(None, "--n", help="Rows to draw."),
+        fraction: Optional[float] = typer.Option(None, "--fraction", help="Fraction of the pool to draw."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Seed for every random choice (default: 0)."),
+        replace: bool = typer.Option(False, "--replace", help="random: draw with replacement."),
+        by: Optional[str] = typer.Option(None, "--by", help="stratified: field(s) defining strata, comma-separated."),
+        allocation: str = typer.Option("proportional", "--allocation", help="stratified: proportional|equal|neyman|optimal"),
+        variance_of: Optional[str] = typer.Option(None, "--variance-of", help="stratified neyman/optimal: numeric field whose per-stratum sd drives allocation."),
+        min_per_stratum: int = typer.Option(0, "--min-per-stratum"),
+        max_per_stratum: Optional[int] = typer.Option(None, "--max-per-stratum"),
+        thin: str = typer.Option("take-all", "--thin", help="stratified: thin cells take-all|collapse|error"),
+        cluster_by: Optional[str] = typer.Option(None, "--cluster-by", help="cluster: field naming each row's cluster."),
+        stages: int = typer.Option(1, "--stages", help="cluster: 1 (whole clusters) or 2 (rows within clusters)."),
+        rows_per_cluster: Optional[int] = typer.Option(None, "--rows-per-cluster", help="cluster, 2 stages: rows drawn per cluster."),
+        icc_of: Optional[str] = typer.Option(None, "--icc-of", help="cluster: numeric field for intra-cluster correlation / design effect."),
+        sort_by: Optional[str] = typer.Option(None, "--sort-by", help="systematic: order rows by this field first."),
+        variable_intervals: bool = typer.Option(False, "--variable-intervals", help="systematic: random start per block."),
+        check_field: Optional[str] = typer.Option(None, "--check-field", help="systematic: field checked for periodicity."),
+        size_by: Optional[str] = typer.Option(None, "--size-by", help="pps: numeric size/score field."),
+        temperature: float = typer.Option(1.0, "--temperature"),
+        floor: float = typer.Option(0.0, "--floor"),
+        cap: Optional[float] = typer.Option(None, "--cap"),
+        poisson: bool = typer.Option(False, "--poisson", help="pps: Poisson sampling (random size) instead of fixed size."),
+        estimate: Optional[str] = typer.Option(None, "--estimate", help="Also estimate the pool mean/total of this numeric field from the sample."),
+        record_format: Optional[str] = FormatOpt,
+        field_map: Optional[str] = FieldMapOpt,
+        input_format: Optional[str] = InputFormatOpt,
+        output_format: Optional[str] = typer.Option(None, "--output-format", help="jsonl|json|csv|parquet|hf"),
+        on_error: str = OnErrorOpt,
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ) -> None:
+        """Draw a probability sample (random, stratified, cluster, systematic, PPS) and write it with a manifest."""
+        from thresher.api import make_design, write_selection
+
+        budget = Budget.parse(n=n, fraction=fraction)
+        seed = 0 if seed is None else seed
+        params = design_params(design, replace=replace, by=split_list(by), allocation=allocation,
+                               variance_of=variance_of, min_per_stratum=min_per_stratum,
+                               max_per_stratum=max_per_stratum, thin=thin, cluster_by=cluster_by, stages=stages,
+                               rows_per_cluster=rows_per_cluster, icc_of=icc_of, sort_by=sort_by,
+                               variable_intervals=variable_intervals, check_field=check_field, size_by=size_by,
+                               temperature=temperature, floor=floor, cap=cap, poisson=poisson)
+        sampler = make_design(design, random_state=seed, **params)
+        result = read_input(data, record_format, field_map, input_format, on_error)
+        pool = result.dataset
+        selection = sampler.select(pool, budget)
+        extra = {}
+        if estimate:
+            from thresher.sampling.estimate import estimate as estimate_fn
+
+            extra["estimate"] = {"field": estimate, **estimate_fn(pool, selection, estimate).to_json()}
+        written = write_selection(pool, selection, output, command="sample", budget=budget,
+                                  rejects=result.rejects, out_format=output_format, overwrite=overwrite,
+                                  extra=extra)
+        summary = {"output": str(written.output), "manifest": str(written.manifest), "rows": len(selection),
+                   "pool_rows": len(pool), "rejected_rows": len(result.rejects), "design": design,
+                   "strata": selection.strata, "diagnostics": written.manifest_data["diagnostics"], **extra}
+        if as_json:
+            print_json(summary)
+        elif not quiet:
+            _print_summary(summary, written.rejects)
+
+
+def _print_summary(summary: dict, rejects_file) -> None:
+    from rich.table import Table
+
+    console.print(f"[bold]{summary['design']}[/] sample: {summary['rows']} of {summary['pool_rows']} rows "
+                  f"-> {summary['output']}  (manifest: {summary['manifest']})")
+    if summary["rejected_rows"]:
+        console.print(f"skipped {summary['rejected_rows']} malformed rows -> {rejects_file}")
+    strata = summary.get("strata")
+    if strata:
+        table = Table("stratum", "pool", "selected", "pi")
+        for s in strata[:40]:
+            pi = s.get("pi")
+            table.add_row(str(s.get("stratum", s.get("cluster", ""))), str(s.get("pool", "")),
+                          str(s.get("selected", "")), f"{pi:.4g}" if isinstance(pi, (int, float)) else "")
+        console.print(table)
+        if len(strata) > 40:
+            console.print(f"... {len(strata) - 40} more strata in the manifest")
+    for key, value in (summary.get("diagnostics") or {}).items():
+        if isinstance(value, dict) and "warning" in value:
+            console.print(f"[yellow]warning[/]: {value['warning']}")
+    if "estimate" in summary:
+        e = summary["estimate"]
+        console.print(f"estimate of {e['field']}: " + ", ".join(
+            f"{k}={v:.6g}" for k, v in e.items() if isinstance(v, float)))

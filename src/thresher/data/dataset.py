@@ -1,0 +1,227 @@
+"""`Dataset`: the pool as an Arrow table plus its source and canonical columns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from thresher.errors import UsageError
+
+CANONICAL = ("id", "messages", "prompt", "response")
+MISSING_LABEL = "(missing)"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a Dataset came from; enough to write a subset back the same way."""
+
+    path: str = "<memory>"
+    sha256: str = ""
+    file_format: str = "memory"  # jsonl | json | csv | parquet | hf | memory
+    record_format: str = "unknown"  # alpaca | sharegpt | messages | prompt_completion | text
+    field_map: tuple[tuple[str, str], ...] = ()  # canonical role -> original column
+
+
+class Dataset:
+    """Rows of a pool. `table` holds the original columns untouched (in the
+    input's field order); canonical columns (`id`, `messages`, `prompt`,
+    `response`) are derived on first use and cached."""
+
+    def __init__(
+        self,
+        table: pa.Table,
+        source: Source | None = None,
+        *,
+        ids: pa.Array | None = None,
+        canonical: dict[str, pa.Array] | None = None,
+        raw: "RawRecords | None" = None,
+        origin_rows: np.ndarray | None = None,
+    ):
+        self.table = table
+        self.source = source or Source()
+        self._ids = ids
+        self._canonical = dict(canonical or {})
+        self.raw = raw  # original bytes per row, when the reader kept them
+        # Position of each row in the file it was read from (1-based line for
+        # JSONL/CSV, 0-based record index otherwise); used in messages.
+        self.origin_rows = origin_rows if origin_rows is not None else np.arange(table.num_rows, dtype=np.int64)
+
+    # -- construction ----------------------------------------------------
+    @classmethod
+    def from_records(cls, records: list[dict], record_format: str | None = None) -> "Dataset":
+        """An in-memory Dataset (mainly for tests and the Python API)."""
+        from thresher.data.formats import normalize_table
+
+        table = pa.Table.from_pylist(records)
+        return normalize_table(table, Source(), record_format)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> "Dataset":
+        """A Dataset over a table with no record format (sampling works on any columns)."""
+        return cls(table)
+
+    # -- basic facts -----------------------------------------------------
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.table.column_names)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Row ids as a numpy array of str (given `id` column or content-derived)."""
+        if self._ids is None:
+            from thresher.data.ids import derive_ids
+
+            self._ids = derive_ids(self)
+        return np.asarray(self._ids.to_numpy(zero_copy_only=False), dtype=object)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies this exact set of rows: input bytes, normalization and row positions."""
+        import hashlib
+
+        from thresher.data.readers import NORMALIZATION_VERSION
+
+        h = hashlib.sha256()
+        if self.source.sha256:
+            h.update(f"{self.source.sha256}|{NORMALIZATION_VERSION}|{self.source.record_format}|"
+                     f"{self.source.field_map}".encode())
+            h.update(np.ascontiguousarray(self.origin_rows, dtype=np.int64).tobytes())
+        else:
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, self.table.schema) as writer:
+                writer.write_table(self.table)
+            h.update(sink.getvalue().to_pybytes())
+        return h.hexdigest()
+
+    def id_array(self) -> pa.Array:
+        self.ids  # noqa: B018  (computes and caches)
+        return self._ids
+
+    # -- columns ---------------------------------------------------------
+    def has(self, name: str) -> bool:
+        return name in self.table.column_names or name in CANONICAL
+
+    def column(self, name: str) -> pa.ChunkedArray | pa.Array:
+        """An original column, or a canonical one (`id`, `messages`, `prompt`, `response`)."""
+        if name in self.table.column_names:
+            return self.table.column(name)
+        if name == "id":
+            return self.id_array()
+        if name in ("messages", "prompt", "response"):
+            if name not in self._canonical:
+                from thresher.data.formats import canonical_columns
+
+                self._canonical.update(canonical_columns(self))
+            return self._canonical[name]
+        raise UsageError(f"{self.source.path}: no field '{name}' (fields: {', '.join(self.fields)})")
+
+    def numeric(self, name: str) -> np.ndarray:
+        """A column as float64 (nulls become NaN); a clear error if it is not numeric."""
+        col = self.column(name)
+        typ = col.type
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            try:
+                col = pc.cast(col, pa.float64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                bad = _first_unparsable_number(col)
+                raise UsageError(
+                    f"{self.source.path}: field '{name}' must be numeric; row {bad[0] + 1} has {bad[1]!r}"
+                ) from None
+        elif not (pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ)):
+            raise UsageError(f"{self.source.path}: field '{name}' must be numeric, it is {typ}")
+        arr = pc.cast(col, pa.float64())
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        return arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+    def categorical(self, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+        """Cell codes (int64 per row) and cell labels for one or several fields.
+
+        Several fields make multi-dimensional cells labelled "a|b". Labels are
+        sorted, so codes do not depend on row order. Nulls become "(missing)".
+        """
+        if not names:
+            raise UsageError("give at least one field for strata/categories")
+        parts = [self._labels_of(n) for n in names]
+        if len(parts) == 1:
+            labels = parts[0]
+        else:
+            labels = parts[0].astype(object)
+            for p in parts[1:]:
+                labels = np.char.add(np.char.add(labels.astype(str), "|"), p.astype(str))
+        uniques, codes = np.unique(labels.astype(str), return_inverse=True)
+        return codes.astype(np.int64), [str(u) for u in uniques]
+
+    def _labels_of(self, name: str) -> np.ndarray:
+        col = self.column(name)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            if pa.types.is_nested(col.type):
+                raise UsageError(f"{self.source.path}: field '{name}' is {col.type}; a category must be a scalar")
+            col = pc.cast(col, pa.string())
+        col = pc.fill_null(col, MISSING_LABEL)
+        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=str)
+
+    # -- subsetting ------------------------------------------------------
+    def take(self, indices: np.ndarray) -> "Dataset":
+        idx = pa.array(np.asarray(indices, dtype=np.int64))
+        ids = self.id_array().take(idx) if self._ids is not None else None
+        canonical = {k: v.take(idx) for k, v in self._canonical.items()}
+        raw = self.raw.take(np.asarray(indices, dtype=np.int64)) if self.raw is not None else None
+        return Dataset(
+            self.table.take(idx),
+            self.source,
+            ids=ids,
+            canonical=canonical,
+            raw=raw,
+            origin_rows=self.origin_rows[np.asarray(indices, dtype=np.int64)],
+        )
+
+    def with_source(self, **changes) -> "Dataset":
+        out = Dataset(self.table, replace(self.source, **changes), ids=self._ids,
+                      canonical=self._canonical, raw=self.raw, origin_rows=self.origin_rows)
+        return out
+
+
+class RawRecords:
+    """The original bytes of each row (JSONL lines / CSV records), so a subset
+    can be written back byte-for-byte. `buffer` is the whole file, `starts`
+    and `ends` delimit each row (without its line terminator)."""
+
+    def __init__(self, buffer: bytes | memoryview, starts: np.ndarray, ends: np.ndarray, header: bytes = b""):
+        self.buffer = buffer
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.ends = np.asarray(ends, dtype=np.int64)
+        self.header = header
+
+    def take(self, indices: np.ndarray) -> "RawRecords":
+        return RawRecords(self.buffer, self.starts[indices], self.ends[indices], self.header)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def row(self, i: int) -> bytes:
+        return bytes(self.buffer[self.starts[i]:self.ends[i]])
+
+
+def _first_unparsable_number(col) -> tuple[int, str]:
+    values = col.to_pylist()
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            float(v)
+        except ValueError:
+            return i, v
+    return 0, ""

@@ -1,0 +1,70 @@
+"""The JSON manifest written next to every subset: what was picked, how, from what."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from thresher import __version__
+from thresher.core.selection import Selection, _jsonable
+from thresher.data.dataset import Dataset
+
+
+def manifest_path(out: Path) -> Path:
+    """`picked.jsonl` -> `picked.manifest.json` (a folder output gets a sibling file)."""
+    stem = out.name if out.suffix == "" else out.stem
+    return out.with_name(f"{stem}.manifest.json")
+
+
+def rejects_path(out: Path) -> Path:
+    stem = out.name if out.suffix == "" else out.stem
+    return out.with_name(f"{stem}.rejects.jsonl")
+
+
+def build_manifest(pool: Dataset, selection: Selection, out: Path, out_format: str, *,
+                   command: str, budget: dict | None = None, rejects: int = 0,
+                   rejects_file: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A deterministic record (no timestamps): same inputs and seed, same bytes."""
+    ids = pool.ids[selection.indices].tolist()
+    body = selection.manifest()
+    manifest: dict[str, Any] = {
+        "thresher_version": __version__,
+        "command": command,
+        "input": {
+            "path": pool.source.path,
+            "sha256": pool.source.sha256,
+            "rows": len(pool),
+            "format": pool.source.file_format,
+            "record_format": pool.source.record_format,
+            "rejected_rows": rejects,
+        },
+        "output": {"path": str(out), "rows": len(selection), "format": out_format},
+        "method": body["method"],
+        "params": body["params"],
+        "seed": body["seed"],
+        "budget": budget,
+        "selected_ids": ids,
+        "pi": body["pi"],
+        "weights": body["weights"],
+    }
+    if body["strata"] is not None:
+        manifest["strata"] = body["strata"]
+    manifest["diagnostics"] = body["diagnostics"]
+    if rejects_file is not None:
+        manifest["rejects_file"] = str(rejects_file)
+    if extra:
+        manifest.update(_jsonable(extra))
+    return manifest
+
+
+def dumps_manifest(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    from thresher.errors import InputError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InputError(str(path), f"not a readable manifest ({err})") from None

@@ -1,0 +1,490 @@
+"""Read a pool from JSONL, JSON, CSV, Parquet or a HF `save_to_disk` folder.
+
+JSONL takes a fast path (pyarrow's multithreaded JSON reader) when cheap
+byte-level checks say the file is plain; anything unusual goes through a
+line-by-line Python parser that can name the exact line and field.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.data.dataset import Dataset, RawRecords, Source
+from thresher.data.formats import Problem, detect_format, validate_table
+from thresher.data.ids import check_given_ids
+from thresher.errors import InputError, UsageError
+
+FILE_FORMATS = ("jsonl", "json", "csv", "parquet", "hf")
+MAX_DEPTH = 64
+NORMALIZATION_VERSION = "1"
+
+
+@dataclass
+class Reject:
+    """A row skipped under `--on-error skip`, with where and why."""
+
+    location: str  # "line 3" / "record 3"
+    field: str | None
+    reason: str
+    raw: str | None = None
+
+    def to_json(self) -> dict:
+        return {"location": self.location, "field": self.field, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class ReadResult:
+    dataset: Dataset
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class _Loaded:
+    """What a file reader produces before format validation."""
+
+    table: pa.Table
+    origin: np.ndarray  # 1-based line (text files) or record number per row
+    unit: str  # "line" | "record"
+    raw: RawRecords | None
+    sha256: str
+    problems: list[Problem]  # parse problems, rows refer to `origin` values directly
+    raw_text: dict[int, str] = field(default_factory=dict)
+
+
+def detect_file_format(path: Path, file_format: str | None = None) -> str:
+    if file_format:
+        if file_format not in FILE_FORMATS:
+            raise UsageError(f"unknown input format {file_format!r}; choose one of {', '.join(FILE_FORMATS)}")
+        return file_format
+    if path.is_dir():
+        if (path / "state.json").exists() or (path / "dataset_info.json").exists():
+            return "hf"
+        raise InputError(str(path), "a folder that is not a HF datasets save_to_disk folder (no state.json)")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        head = path.open("rb").read(1 << 16).lstrip()
+        object_lines = sum(1 for line in head.splitlines() if line.lstrip().startswith(b"{"))
+        return "jsonl" if head.startswith(b"{") and object_lines > 1 else "json"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise UsageError(f"{path}: cannot tell the file format from the extension {suffix!r}; pass --input-format")
+
+
+def read_dataset(path: str | Path, *, file_format: str | None = None, record_format: str | None = None,
+                 field_map: dict[str, str] | None = None, on_error: str = "raise") -> ReadResult:
+    """Read and validate a pool. `on_error="skip"` drops malformed rows and returns them as rejects."""
+    if on_error not in ("raise", "skip"):
+        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(path)
+    if not path.exists():
+        raise InputError(str(path), "no such file or directory")
+    fmt = detect_file_format(path, file_format)
+    loaded = {"jsonl": _load_jsonl, "json": _load_json, "csv": _load_csv,
+              "parquet": _load_parquet, "hf": _load_hf}[fmt](path, on_error)
+    field_map = field_map or {}
+    if loaded.table.num_rows == 0 and not loaded.problems:
+        raise InputError(str(path), "no records (the input is empty)")
+    rfmt = detect_format(loaded.table.column_names, str(path), record_format, field_map) \
+        if loaded.table.num_rows else (record_format or "unknown")
+    problems = [Problem(int(loaded.origin[p.row]), p.field, p.reason)
+                for p in validate_table(loaded.table, rfmt, field_map)] if loaded.table.num_rows else []
+    if "id" in loaded.table.column_names:
+        problems += [Problem(int(loaded.origin[p.row]), p.field, _with_unit(p.reason, loaded.unit, loaded.origin))
+                     for p in check_given_ids(loaded.table.column("id"))]
+    all_problems = sorted(loaded.problems + problems, key=lambda p: p.row)
+    if all_problems and on_error == "raise":
+        p = all_problems[0]
+        raise InputError(str(path), p.reason, field=p.field, **{loaded.unit: p.row})
+    keep = np.ones(loaded.table.num_rows, dtype=bool)
+    bad_origins = {p.row for p in problems}
+    if bad_origins:
+        keep &= ~np.isin(loaded.origin, np.fromiter(bad_origins, dtype=np.int64))
+    rejects = [Reject(f"{loaded.unit} {p.row}", p.field, p.reason, loaded.raw_text.get(p.row) or
+                      _raw_of(loaded, p.row)) for p in _first_per_origin(all_problems)]
+    table, raw, origin = loaded.table, loaded.raw, loaded.origin
+    if not keep.all():
+        idx = np.flatnonzero(keep)
+        table, origin = table.take(pa.array(idx)), origin[idx]
+        raw = raw.take(idx) if raw is not None else None
+    if table.num_rows == 0:
+        raise InputError(str(path), f"no valid records ({len(rejects)} rejected)")
+    source = Source(str(path), loaded.sha256, fmt, rfmt, tuple(sorted(field_map.items())))
+    ids = table.column("id").combine_chunks().cast(pa.string()) if "id" in table.column_names else None
+    ds = Dataset(table, source, ids=ids, raw=raw, origin_rows=origin)
+    return ReadResult(ds, rejects)
+
+
+def _with_unit(reason: str, unit: str, origin: np.ndarray) -> str:
+    """ids.py names first occurrences by table row; translate to the file's unit."""
+    if "(first at row " not in reason:
+        return reason
+    head, _, tail = reason.partition("(first at row ")
+    row = int(tail.rstrip(")"))
+    return f"{head}(first on {unit} {int(origin[row])})"
+
+
+def _first_per_origin(problems: list[Problem]) -> list[Problem]:
+    seen: dict[int, Problem] = {}
+    for p in problems:
+        seen.setdefault(p.row, p)
+    return [seen[k] for k in sorted(seen)]
+
+
+def _raw_of(loaded: _Loaded, origin_value: int) -> str | None:
+    if loaded.raw is None:
+        return None
+    hit = np.flatnonzero(loaded.origin == origin_value)
+    return loaded.raw.row(int(hit[0])).decode("utf-8", "replace") if len(hit) else None
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- JSONL ------------------------------------------------------------------
+
+def _line_spans(buf: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start/end byte offsets of every line (end excludes '\\n' and a trailing '\\r')."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    newlines = np.flatnonzero(arr == 10)
+    starts = np.concatenate([[0], newlines + 1]).astype(np.int64)
+    ends = np.concatenate([newlines, [len(arr)]]).astype(np.int64)
+    if len(buf) and buf.endswith(b"\n"):
+        starts, ends = starts[:-1], ends[:-1]
+    has_cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
+    return starts, ends - has_cr
+
+
+def _max_bracket_depth(arr: np.ndarray, starts: np.ndarray) -> int:
+    """Upper bound on JSON nesting per line (brackets inside strings count too)."""
+    pos = np.flatnonzero((arr == 0x7B) | (arr == 0x5B) | (arr == 0x7D) | (arr == 0x5D))
+    if len(pos) == 0:
+        return 0
+    step = np.where((arr[pos] == 0x7B) | (arr[pos] == 0x5B), 1, -1)
+    depth = np.cumsum(step)
+    line_of = np.searchsorted(starts, pos, side="right") - 1
+    first = np.searchsorted(line_of, line_of, side="left")
+    base = depth[first] - step[first]
+    return int((depth - base).max())
+
+
+def _load_jsonl(path: Path, on_error: str) -> _Loaded:
+    buf = path.read_bytes()
+    sha = _sha256(buf)
+    if not buf.strip():
+        raise InputError(str(path), "the file is empty (no records)")
+    starts, ends = _line_spans(buf)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    nonempty = ends > starts
+    first_byte = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
+    plain = (
+        b"\x00" not in buf
+        and np.all(first_byte[nonempty] == 0x7B)
+        and b"NaN" not in buf and b"Infinity" not in buf
+        and _max_bracket_depth(arr, starts) <= MAX_DEPTH
+        and _is_utf8(buf)
+    )
+    lines = np.flatnonzero(nonempty)
+    if plain:
+        table = _try_arrow_json(buf)
+        if table is not None and table.num_rows == len(lines):
+            raw = RawRecords(buf, starts[lines], ends[lines])
+            return _Loaded(table, lines + 1, "line", raw, sha, [])
+    return _load_jsonl_slow(path, buf, sha, starts, ends)
+
+
+def _is_utf8(buf: bytes) -> bool:
+    try:
+        buf.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _try_arrow_json(buf: bytes) -> pa.Table | None:
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(io.BytesIO(buf), read_options=pj.ReadOptions(block_size=1 << 24))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"non-standard JSON value {name}")
+
+
+def _no_duplicate_keys(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def parse_json_text(text: str):
+    """Strict JSON: no NaN/Infinity, no duplicate keys, bounded nesting."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON (nesting is too deep)") from None
+
+
+def _load_jsonl_slow(path: Path, buf: bytes, sha: str, starts: np.ndarray, ends: np.ndarray) -> _Loaded:
+    records, origin, keep, problems, raw_text = [], [], [], [], {}
+    for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
+        line_no = i + 1
+        chunk = buf[s:e]
+        if not chunk.strip():
+            continue
+        reason = None
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as err:
+            reason, text = f"invalid UTF-8 (byte 0x{chunk[err.start]:02x} at column {err.start + 1})", None
+        if text is not None and "\x00" in text:
+            reason = f"NUL byte at column {text.index(chr(0)) + 1}"
+        if reason is None:
+            try:
+                obj = parse_json_text(text)
+                if not isinstance(obj, dict):
+                    reason = f"expected a JSON object per line, got {_json_kind(obj)}"
+                elif _depth(obj) > MAX_DEPTH:
+                    reason = f"nesting deeper than {MAX_DEPTH} levels"
+            except ValueError as err:
+                reason = str(err)
+        if reason is not None:
+            problems.append(Problem(line_no, None, reason))
+            raw_text[line_no] = chunk.decode("utf-8", "replace")
+            continue
+        records.append(obj)
+        origin.append(line_no)
+        keep.append(i)
+    keep_arr = np.asarray(keep, dtype=np.int64)
+    table, kind_problems = _records_to_table(records, np.asarray(origin, dtype=np.int64))
+    problems += kind_problems
+    bad = {p.row for p in kind_problems}
+    mask = np.array([o not in bad for o in origin], dtype=bool)
+    raw = RawRecords(buf, starts[keep_arr][mask], ends[keep_arr][mask])
+    return _Loaded(table, np.asarray(origin, dtype=np.int64)[mask], "line", raw, sha, problems, raw_text)
+
+
+def _depth(obj, level: int = 1) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(obj, dict):
+        return max((_depth(v, level + 1) for v in obj.values()), default=level)
+    if isinstance(obj, list):
+        return max((_depth(v, level + 1) for v in obj), default=level)
+    return level
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _records_to_table(records: list[dict], origin: np.ndarray) -> tuple[pa.Table, list[Problem]]:
+    """Arrow table from records; rows whose field kinds clash with earlier rows become problems."""
+    first_kind: dict[str, tuple[str, int]] = dict(_format_kinds(records))
+    problems: list[Problem] = []
+    good = []
+    for rec, o in zip(records, origin.tolist()):
+        clash = None
+        for key, value in rec.items():
+            if value is None:
+                continue
+            kind = _json_kind(value)
+            seen = first_kind.get(key)
+            if seen is None:
+                first_kind[key] = (kind, o)
+            elif seen[0] != kind:
+                where = f", but {seen[0]} on line {seen[1]}" if seen[1] else f", expected {seen[0]}"
+                clash = Problem(o, key, f"field '{key}' is {kind}{where}")
+                break
+        if clash:
+            problems.append(clash)
+        else:
+            good.append(rec)
+    try:
+        table = pa.Table.from_pylist(good)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        problems.append(_nested_clash(good, origin, err))
+        table = pa.table({})
+    return table, problems
+
+
+def _format_kinds(records: list[dict]) -> dict[str, tuple[str, int]]:
+    """The JSON kind each field of the detected record format must have (line 0 = by format)."""
+    from thresher.data.formats import CHAT_KEYS, ROLES
+
+    keys = list(dict.fromkeys(k for r in records[:1000] for k in r))
+    try:
+        fmt = detect_format(keys, "")
+    except Exception:  # unknown schema is reported later, with the file name
+        return {}
+    required, optional = ROLES[fmt]
+    kind = "a list" if fmt in CHAT_KEYS else "a string"
+    return {f: (kind, 0) for f in required + optional}
+
+
+def _nested_clash(records: list[dict], origin: np.ndarray, err: Exception) -> Problem:
+    """Find the first record that cannot join the table built from those before it."""
+    for i in range(1, len(records) + 1):
+        try:
+            pa.Table.from_pylist(records[:i])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            return Problem(int(origin[i - 1]), None, f"nested value types differ from earlier rows ({e})")
+    return Problem(int(origin[0]), None, f"cannot build a table ({err})")
+
+
+# -- JSON array -------------------------------------------------------------
+
+def _load_json(path: Path, on_error: str) -> _Loaded:
+    buf = path.read_bytes()
+    sha = _sha256(buf)
+    if not buf.strip():
+        raise InputError(str(path), "the file is empty (no records)")
+    try:
+        text = buf.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = buf.count(b"\n", 0, err.start) + 1
+        raise InputError(str(path), f"invalid UTF-8 (byte 0x{buf[err.start]:02x})", line=line) from None
+    if "\x00" in text:
+        raise InputError(str(path), "NUL byte in the file", line=text.count("\n", 0, text.index("\x00")) + 1)
+    try:
+        doc = parse_json_text(text)
+    except ValueError as err:
+        raise InputError(str(path), str(err)) from None
+    if not isinstance(doc, list):
+        raise InputError(str(path), f"a JSON document must be a list of records (objects), got {_json_kind(doc)}")
+    problems, records, origin = [], [], []
+    for i, rec in enumerate(doc, start=1):
+        if not isinstance(rec, dict):
+            problems.append(Problem(i, None, f"expected an object, got {_json_kind(rec)}"))
+        elif _depth(rec) > MAX_DEPTH:
+            problems.append(Problem(i, None, f"nesting deeper than {MAX_DEPTH} levels"))
+        else:
+            records.append(rec)
+            origin.append(i)
+    origin_arr = np.asarray(origin, dtype=np.int64)
+    table, kind_problems = _records_to_table(records, origin_arr)
+    bad = {p.row for p in kind_problems}
+    kept = [r for r, o in zip(records, origin) if o not in bad]
+    origin_arr = np.asarray([o for o in origin if o not in bad], dtype=np.int64)
+    raw = _serialize_records(kept)
+    problems = [Problem(p.row, p.field, p.reason.replace(" on line ", " in record ")) for p in problems + kind_problems]
+    return _Loaded(table, origin_arr, "record", raw, sha, problems)
+
+
+def _serialize_records(records: list[dict]) -> RawRecords:
+    parts = [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in records]
+    lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+    ends = np.cumsum(lengths)
+    return RawRecords(b"".join(parts), ends - lengths, ends)
+
+
+# -- CSV --------------------------------------------------------------------
+
+def _load_csv(path: Path, on_error: str) -> _Loaded:
+    """CSV cells are read as strings so a subset is written back unchanged."""
+    buf = path.read_bytes()
+    sha = _sha256(buf)
+    if not buf.strip():
+        raise InputError(str(path), "the file is empty (no records)")
+    if b"\x00" in buf:
+        raise InputError(str(path), "NUL byte in the file", line=buf.count(b"\n", 0, buf.index(b"\x00")) + 1)
+    try:
+        text = buf.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = buf.count(b"\n", 0, err.start) + 1
+        raise InputError(str(path), f"invalid UTF-8 (byte 0x{buf[err.start]:02x})", line=line) from None
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InputError(str(path), "the file is empty (no header)") from None
+    if len(set(header)) != len(header) or any(not h for h in header):
+        raise InputError(str(path), "the header has empty or repeated column names", line=1)
+    columns: list[list[str]] = [[] for _ in header]
+    origin, problems, line_start = [], [], reader.line_num + 1
+    for row in reader:
+        line = line_start
+        line_start = reader.line_num + 1
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != len(header):
+            problems.append(Problem(line, None, f"ragged row: {len(row)} fields, the header has {len(header)}"))
+            continue
+        for col, value in zip(columns, row):
+            col.append(value)
+        origin.append(line)
+    table = pa.table({h: pa.array(c, pa.string()) for h, c in zip(header, columns)})
+    return _Loaded(table, np.asarray(origin, dtype=np.int64), "line", None, sha, problems)
+
+
+# -- Parquet and HF folders -------------------------------------------------
+
+def _load_parquet(path: Path, on_error: str) -> _Loaded:
+    import pyarrow.parquet as pq
+
+    buf = path.read_bytes()
+    try:
+        table = pq.read_table(io.BytesIO(buf))
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InputError(str(path), f"not a readable Parquet file ({err})") from None
+    return _Loaded(table, np.arange(1, table.num_rows + 1), "record", None, _sha256(buf), [])
+
+
+def hf_data_files(path: Path) -> list[Path]:
+    state = path / "state.json"
+    if state.exists():
+        try:
+            names = [f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(str(state), f"not a HF datasets state.json ({err})") from None
+        return [path / n for n in names]
+    return sorted(path.glob("*.arrow"))
+
+
+def _load_hf(path: Path, on_error: str) -> _Loaded:
+    files = hf_data_files(path)
+    if not files:
+        raise InputError(str(path), "HF dataset folder without .arrow data files")
+    digest, tables = hashlib.sha256(), []
+    for f in files:
+        data = f.read_bytes()
+        digest.update(data)
+        try:
+            tables.append(pa.ipc.open_stream(data).read_all())
+        except pa.ArrowInvalid:
+            try:
+                tables.append(pa.ipc.open_file(data).read_all())
+            except pa.ArrowInvalid as err:
+                raise InputError(str(f), f"not an Arrow data file ({err})") from None
+    table = pa.concat_tables(tables).replace_schema_metadata(None)
+    return _Loaded(table, np.arange(1, table.num_rows + 1), "record", None, digest.hexdigest(), [])
