@@ -17,9 +17,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from thresher.cli import check, sample, size
+    from thresher.cli import bootstrap, check, sample, size
 
-    for module in (sample, size, check):
+    for module in (sample, size, check, bootstrap):
         module.register(app)
 
 

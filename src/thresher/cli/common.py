@@ -10,7 +10,7 @@ from rich.console import Console
 from thresher.data.formats import parse_field_map
 from thresher.data.readers import ReadResult, read_dataset
 
-console = Console(stderr=False, highlight=False)
+console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
 FormatOpt = typer.Option(None, "--format", help="Record format: alpaca|sharegpt|messages|prompt_completion|text (default: detect).")
