@@ -72,3 +72,58 @@ def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, com
         tmp = stack.enter_context(atomic_path(man_path))
         tmp.write_bytes(dumps_manifest(manifest))
     return WriteResult(out, man_path, rej_path, manifest)
+
+
+def select(ds: Dataset, method: str, n: int | None = None, fraction: float | None = None,
+           tokens: int | None = None, seed: int = 0, cache_dir: str | None = None, **params) -> Selection:
+    """Run one selector: `thresher.select(ds, method="deita", n=1000, seed=0)`.
+
+    Features the selector needs are computed (and cached) on `ds`.
+    """
+    from thresher.features.store import FeatureStore
+    from thresher.pipeline.runner import StepSpec, run_steps
+
+    budget = {k: v for k, v in (("n", n), ("fraction", fraction), ("tokens", tokens)) if v is not None}
+    result = run_steps(ds, [StepSpec(method, {**params, **budget})], seed=seed, store=FeatureStore(cache_dir))
+    result.selection.trace = result.trace
+    return result.selection
+
+
+def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool = False,
+               cache_dir: str | None = None, progress=None) -> dict[str, Any]:
+    """Run a YAML recipe: read, steps with trace, write subset + manifest (+ removed rows)."""
+    from thresher.features.store import FeatureStore
+    from thresher.pipeline.recipe import load_recipe, step_line
+    from thresher.pipeline.runner import StepSpec, run_steps, write_removed
+
+    recipe, lines = load_recipe(path)
+    data = _resolve_near(recipe.data, Path(path))
+    result = read_dataset(data, record_format=recipe.format, field_map=recipe.field_map, on_error=recipe.on_error)
+    pool = result.dataset
+    specs = [StepSpec(name, dict(params or {}), step_line(lines, i, name))
+             for i, step in enumerate(recipe.steps) for name, params in step.items()]
+    store = FeatureStore(cache_dir or recipe.cache)
+    run = run_steps(pool, specs, seed=recipe.seed, store=store, progress=progress, recipe_path=str(path))
+    out = Path(recipe.output.path)
+    removed_path = out.with_name(f"{out.name if out.suffix == '' else out.stem}.removed.jsonl")
+    if keep_removed or recipe.output.keep_removed:
+        check_output_path(removed_path, [pool.source.path], overwrite or recipe.output.overwrite)
+    written = write_selection(pool, run.selection, out, command="run", rejects=result.rejects,
+                              out_format=recipe.output.format, overwrite=overwrite or recipe.output.overwrite,
+                              extra={"recipe": {"path": str(path), **recipe.model_dump(mode="json")},
+                                     "trace": run.trace})
+    if keep_removed or recipe.output.keep_removed:
+        write_removed(pool, run.removed, removed_path)
+    return {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),
+            "pool_rows": len(pool), "trace": run.trace, "recipe": recipe,
+            "removed_file": str(removed_path) if (keep_removed or recipe.output.keep_removed) else None,
+            "pool": pool, "selection": run.selection}
+
+
+def _resolve_near(data: str, recipe_path: Path) -> str:
+    """A relative data path is taken from the working directory, else next to the recipe."""
+    candidate = Path(data)
+    if candidate.is_absolute() or candidate.exists():
+        return data
+    beside = recipe_path.parent / data
+    return str(beside) if beside.exists() else data

@@ -17,9 +17,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from thresher.cli import bootstrap, check, sample, size
+    from thresher.cli import bootstrap, check, sample, select, size
 
-    for module in (sample, size, check, bootstrap):
+    for module in (sample, size, check, bootstrap, select):
         module.register(app)
 
 

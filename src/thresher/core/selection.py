@@ -35,6 +35,8 @@ class Selection:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     strata: list[dict[str, Any]] | None = None
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    # reason -> pool positions of rows this step dropped (feeds the recipe trace)
+    removed: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.indices = np.asarray(self.indices, dtype=np.int64)

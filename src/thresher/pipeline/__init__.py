@@ -1,0 +1,1 @@
+"""Recipes: a seeded list of steps, run with a trace of what each step removed."""

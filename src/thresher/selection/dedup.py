@@ -1,0 +1,110 @@
+"""`dedup`: keep one row per duplicate group (exact hash, MinHash cluster, or embedding cosine).
+
+Semantic dedup follows SemDeDup: inside each k-means cluster, rows whose
+embeddings have cosine >= threshold are linked; each connected component
+keeps one row. Comparing only within clusters keeps the cost near
+sum(cluster_size^2) instead of N^2.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from thresher.errors import UsageError
+from thresher.selection.base import deterministic
+
+KINDS = ("exact", "near", "semantic")
+KEEPS = ("first", "longest", "highest")
+_BLOCK = 2048
+
+
+class DedupSelector:
+    name = "dedup"
+    needs_budget = False
+
+    def __init__(self, kind: str = "near", keep: str = "first", score: str | None = None, threshold: float = 0.95):
+        if kind not in KINDS:
+            raise UsageError(f"dedup: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        if keep not in KEEPS:
+            raise UsageError(f"dedup: keep must be one of {', '.join(KEEPS)}, got {keep!r}")
+        if keep == "highest" and not score:
+            raise UsageError("dedup: keep=highest needs score=<feature or field>")
+        if not 0 < float(threshold) <= 1:
+            raise UsageError(f"dedup: threshold must be in (0, 1], got {threshold}")
+        self.kind, self.keep, self.score, self.threshold = kind, keep, score, float(threshold)
+
+    @property
+    def requires(self) -> list[str]:
+        need = {"exact": ["exact_hash"], "near": ["dup_cluster"], "semantic": ["embedding", "cluster"]}[self.kind]
+        if self.keep == "longest":
+            need.append("chars")
+        if self.keep == "highest":
+            need.append(self.score)
+        return need
+
+    def select(self, ds, budget=None, features: dict[str, np.ndarray] | None = None, seed: int | None = None):
+        features = features or {}
+        n = len(ds)
+        groups = self._groups(features, n)
+        kept = keep_one_per_group(groups, self._priority(features, n))
+        dropped = np.setdiff1d(np.arange(n), kept)
+        reason = {"exact": "exact duplicate", "near": "near duplicate (MinHash)",
+                  "semantic": f"semantic duplicate (cosine >= {self.threshold})"}[self.kind]
+        diagnostics = {"groups": int(len(kept)), "duplicates_removed": int(len(dropped)),
+                       "largest_group": int(np.bincount(groups).max()) if n else 0}
+        return deterministic(kept, method="dedup", params=self.params(), seed=seed, pool_size=n,
+                             diagnostics=diagnostics, removed={reason: dropped} if len(dropped) else {})
+
+    def _groups(self, features: dict[str, np.ndarray], n: int) -> np.ndarray:
+        if self.kind == "exact":
+            return np.unique(np.asarray(features["exact_hash"]), return_inverse=True)[1].ravel()
+        if self.kind == "near":
+            return np.unique(np.asarray(features["dup_cluster"]), return_inverse=True)[1].ravel()
+        return semantic_groups(features["embedding"], np.asarray(features["cluster"]), self.threshold)
+
+    def _priority(self, features: dict[str, np.ndarray], n: int) -> np.ndarray:
+        """Higher is kept first; ties go to the earlier row."""
+        if self.keep == "first":
+            return np.zeros(n)
+        key = features["chars"] if self.keep == "longest" else features[self.score]
+        return np.nan_to_num(np.asarray(key, dtype=np.float64), nan=-np.inf)
+
+    def params(self) -> dict[str, Any]:
+        return {"kind": self.kind, "keep": self.keep, "score": self.score, "threshold": self.threshold}
+
+
+def keep_one_per_group(groups: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Row index kept for each group (highest priority, then earliest), in pool order."""
+    rows = np.arange(len(groups))
+    order = np.lexsort((rows, -priority, groups))
+    g = groups[order]
+    first = np.r_[True, g[1:] != g[:-1]]
+    return np.sort(order[first])
+
+
+def semantic_groups(embedding: np.ndarray, clusters: np.ndarray, threshold: float) -> np.ndarray:
+    """Connected components of the graph cos(i, j) >= threshold, edges only within a cluster."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(embedding)
+    src, dst = [], []
+    order = np.argsort(clusters, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, clusters[order][1:] != clusters[order][:-1], True])
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        members = order[start:stop]
+        if len(members) < 2:
+            continue
+        vecs = embedding[members]
+        for b in range(0, len(members), _BLOCK):
+            sims = vecs[b:b + _BLOCK] @ vecs.T  # a block against the cluster, never A @ A.T whole
+            i, j = np.nonzero(sims >= threshold)
+            upper = (i + b) < j
+            src.append(members[i[upper] + b])
+            dst.append(members[j[upper]])
+    if not src:
+        return np.arange(n)
+    src_arr, dst_arr = np.concatenate(src), np.concatenate(dst)
+    graph = coo_matrix((np.ones(len(src_arr), dtype=np.int8), (src_arr, dst_arr)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
