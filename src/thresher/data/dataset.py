@@ -43,6 +43,7 @@ class Dataset:
         self.table = table
         self.source = source or Source()
         self._ids = ids
+        self._derived = None  # lazily built DerivedIds when no id column is given
         self._canonical = dict(canonical or {})
         self.raw = raw  # original bytes per row, when the reader kept them
         # Position of each row in the file it was read from (1-based line for
@@ -79,9 +80,7 @@ class Dataset:
     def ids(self) -> np.ndarray:
         """Row ids as a numpy array of str (given `id` column or content-derived)."""
         if self._ids is None:
-            from thresher.data.ids import derive_ids
-
-            self._ids = derive_ids(self)
+            self._ids = pa.array(self.ids_of(np.arange(self.num_rows)), pa.string())
         return np.asarray(self._ids.to_numpy(zero_copy_only=False), dtype=object)
 
     @property
@@ -97,11 +96,23 @@ class Dataset:
                      f"{self.source.field_map}".encode())
             h.update(np.ascontiguousarray(self.origin_rows, dtype=np.int64).tobytes())
         else:
+            h.update(f"{self.source.record_format}|{self.source.field_map}".encode())
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, self.table.schema) as writer:
                 writer.write_table(self.table)
             h.update(sink.getvalue().to_pybytes())
         return h.hexdigest()
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """Ids of some rows; derived ids are only hashed for these rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._ids is not None:
+            return np.asarray(self._ids.take(pa.array(rows)).to_numpy(zero_copy_only=False), dtype=object)
+        if self._derived is None:
+            from thresher.data.ids import DerivedIds
+
+            self._derived = DerivedIds(self)
+        return self._derived.of(rows)
 
     def id_array(self) -> pa.Array:
         self.ids  # noqa: B018  (computes and caches)
@@ -121,7 +132,7 @@ class Dataset:
             if name not in self._canonical:
                 from thresher.data.formats import canonical_columns
 
-                self._canonical.update(canonical_columns(self))
+                self._canonical.update(canonical_columns(self, name))
             return self._canonical[name]
         raise UsageError(f"{self.source.path}: no field '{name}' (fields: {', '.join(self.fields)})")
 
@@ -152,26 +163,71 @@ class Dataset:
         """
         if not names:
             raise UsageError("give at least one field for strata/categories")
-        parts = [self._labels_of(n) for n in names]
-        if len(parts) == 1:
-            labels = parts[0]
-        else:
-            labels = parts[0].astype(object)
-            for p in parts[1:]:
-                labels = np.char.add(np.char.add(labels.astype(str), "|"), p.astype(str))
-        uniques, codes = np.unique(labels.astype(str), return_inverse=True)
-        return codes.astype(np.int64), [str(u) for u in uniques]
+        raw, lookup, labels = self._labels_of(names[0])
+        for name in names[1:]:
+            # Combine per-field codes into one integer per row; only the
+            # observed combinations get a string label.
+            more_raw, more_lookup, more_labels = self._labels_of(name)
+            width = len(more_labels)
+            pair = lookup[raw] * width + more_lookup[more_raw]
+            if len(labels) * width <= 4 * len(pair) + 1024:
+                seen = np.flatnonzero(np.bincount(pair, minlength=len(labels) * width))
+                lookup = np.zeros(len(labels) * width, dtype=np.int64)
+                lookup[seen] = np.arange(len(seen))
+                raw = pair
+            else:
+                seen, raw = np.unique(pair, return_inverse=True)
+                lookup = np.arange(len(seen))
+            labels = [f"{labels[s // width]}|{more_labels[s % width]}" for s in seen.tolist()]
+        # Sort (and merge equal) label strings; one pass renumbers the rows.
+        uniques, rank = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+        return rank.astype(np.int64)[lookup][raw], uniques.tolist()
 
-    def _labels_of(self, name: str) -> np.ndarray:
+    def _labels_of(self, name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """One field as (raw code per row, lookup raw code -> label index,
+        labels): labels are the observed values as strings, nulls as
+        "(missing)", unsorted."""
         col = self.column(name)
         if isinstance(col, pa.ChunkedArray):
-            col = col.combine_chunks()
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            if pa.types.is_nested(col.type):
-                raise UsageError(f"{self.source.path}: field '{name}' is {col.type}; a category must be a scalar")
-            col = pc.cast(col, pa.string())
-        col = pc.fill_null(col, MISSING_LABEL)
-        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=str)
+            col = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        if pa.types.is_nested(col.type):
+            raise UsageError(f"{self.source.path}: field '{name}' is {col.type}; a category must be a scalar")
+        typ = col.type
+        if (pa.types.is_integer(typ) and (pa.types.is_signed_integer(typ) or typ.bit_width <= 32)
+                and col.null_count == 0 and len(col)):
+            # Integers in a modest range: a counting pass instead of hashing.
+            bounds = pc.min_max(col)
+            low, high = bounds["min"].as_py(), bounds["max"].as_py()
+            base = 0 if low >= 0 else low
+            if high - base < 4 * len(col) + 1024:
+                values = col.to_numpy()
+                raw = values if base == 0 else values.astype(np.int64) - base
+                used = np.flatnonzero(np.bincount(raw))
+                lookup = np.zeros(high - base + 1, dtype=np.int64)
+                lookup[used] = np.arange(len(used))
+                labels = pc.cast(pa.array(used + base, pa.int64()).cast(typ), pa.string()).to_pylist()
+                return raw, lookup, labels
+        # Dictionary-encode the raw values (a hash pass) and stringify only the
+        # dictionary: far cheaper than sorting a million strings.
+        given = pa.types.is_dictionary(typ)
+        encoded = col if given else pc.dictionary_encode(col)
+        dictionary = encoded.dictionary
+        if not (pa.types.is_string(dictionary.type) or pa.types.is_large_string(dictionary.type)):
+            dictionary = pc.cast(dictionary, pa.string())
+        labels = [MISSING_LABEL if v is None else v for v in dictionary.to_pylist()]
+        indices = encoded.indices
+        if indices.null_count:
+            labels.append(MISSING_LABEL)
+            indices = pc.fill_null(indices, len(labels) - 1)
+        raw = indices.to_numpy(zero_copy_only=False)
+        lookup = np.arange(len(labels))
+        if given:  # a given dictionary may hold values no row uses
+            used = np.flatnonzero(np.bincount(raw, minlength=len(labels)))
+            if len(used) < len(labels):
+                lookup = np.zeros(len(labels), dtype=np.int64)
+                lookup[used] = np.arange(len(used))
+                labels = [labels[i] for i in used.tolist()]
+        return raw, lookup, labels
 
     # -- subsetting ------------------------------------------------------
     def take(self, indices: np.ndarray) -> "Dataset":
