@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from thresher.core.budget import Budget
 from thresher.core.selection import Selection
@@ -21,6 +22,22 @@ from thresher.errors import UsageError
 def read(path: str | Path, **options) -> Dataset:
     """Read and validate a pool (JSONL, JSON, CSV, Parquet or a HF folder)."""
     return read_dataset(path, **options).dataset
+
+
+def attach_features(ds: Dataset, names: list[str], cache_dir: str | None = None) -> Dataset:
+    """`ds` with feature columns (e.g. `response_words`, `cluster`) appended for the
+    names it lacks as fields, so designs can stratify or size by features. The
+    subset is still written from the original columns."""
+    from thresher.selection.base import feature_sources, load_features
+
+    wanted = [n for n in dict.fromkeys(names) if n and n not in ds.fields and n in feature_sources()]
+    if not wanted:
+        return ds
+    table = ds.table
+    for name, values in load_features(ds, wanted, cache_dir=cache_dir).items():
+        if values.ndim == 1:
+            table = table.append_column(name, pa.array(values))
+    return Dataset(table, ds.source, ids=ds._ids, raw=ds.raw, origin_rows=ds.origin_rows)
 
 
 def make_design(design: str, **params):

@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         cap: Optional[float] = typer.Option(None, "--cap"),
         poisson: bool = typer.Option(False, "--poisson", help="pps: Poisson sampling (random size) instead of fixed size."),
         estimate: Optional[str] = typer.Option(None, "--estimate", help="Also estimate the pool mean/total of this numeric field from the sample."),
+        cache: Optional[str] = typer.Option(None, "--cache", help="Feature cache (fields that are features, e.g. --by cluster, are computed)."),
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Draw a probability sample (random, stratified, cluster, systematic, PPS) and write it with a manifest."""
-        from thresher.api import make_design, write_selection
+        from thresher.api import attach_features, make_design, write_selection
 
         budget = Budget.parse(n=n, fraction=fraction)
         seed = 0 if seed is None else seed
@@ -90,12 +91,14 @@ def register(app: typer.Typer) -> None:
         sampler = make_design(design, random_state=seed, **params)
         result = read_input(data, record_format, field_map, input_format, on_error)
         pool = result.dataset
-        selection = sampler.select(pool, budget)
+        fields = split_list(by) + [variance_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
+        design_pool = attach_features(pool, [f for f in fields if f], cache)
+        selection = sampler.select(design_pool, budget)
         extra = {}
         if estimate:
             from thresher.sampling.estimate import estimate as estimate_fn
 
-            extra["estimate"] = {"field": estimate, **estimate_fn(pool, selection, estimate).to_json()}
+            extra["estimate"] = {"field": estimate, **estimate_fn(design_pool, selection, estimate).to_json()}
         written = write_selection(pool, selection, output, command="sample", budget=budget,
                                   rejects=result.rejects, out_format=output_format, overwrite=overwrite,
                                   extra=extra)

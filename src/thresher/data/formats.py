@@ -204,26 +204,31 @@ def _owner_rows(col: pa.Array) -> np.ndarray:
 
 # -- canonical columns ----------------------------------------------------
 
-def canonical_columns(ds) -> dict[str, pa.Array]:
-    """`messages`, `prompt` and `response` for a Dataset with a known record format."""
+def canonical_columns(ds, wanted: str | None = None) -> dict[str, pa.Array]:
+    """`messages`, `prompt` and `response` for a Dataset with a known record format.
+
+    For two-field formats only the `wanted` column is built (messages cost more).
+    """
     fmt = ds.source.record_format
     fmap = dict(ds.source.field_map)
     table = ds.table
     if fmt == "unknown":
         raise UsageError(f"{ds.source.path}: no record format, so no prompt/response; pass --format")
     col = lambda role: _string(table, fmap.get(role, role))  # noqa: E731
-    if fmt == "alpaca":
-        instruction, output = col("instruction"), col("output")
-        inp = col("input") if fmap.get("input", "input") in table.column_names else None
-        prompt = instruction if inp is None else _join_nonempty(instruction, inp)
-        return {"prompt": prompt, "response": output, "messages": _two_turns(prompt, output)}
-    if fmt == "prompt_completion":
-        prompt, response = col("prompt"), col("completion")
-        return {"prompt": prompt, "response": response, "messages": _two_turns(prompt, response)}
-    if fmt == "text":
-        text = col("text")
-        empty = pa.array([""] * len(text), pa.string())
-        return {"prompt": empty, "response": text, "messages": _two_turns(None, text)}
+    if fmt in ("alpaca", "prompt_completion", "text"):
+        if fmt == "alpaca":
+            instruction, response = col("instruction"), col("output")
+            inp = col("input") if fmap.get("input", "input") in table.column_names else None
+            prompt = instruction if inp is None else _join_nonempty(instruction, inp)
+        elif fmt == "prompt_completion":
+            prompt, response = col("prompt"), col("completion")
+        else:
+            response = col("text")
+            prompt = pa.array([""] * len(response), pa.string())
+        out = {"prompt": prompt, "response": response}
+        if wanted in (None, "messages"):
+            out["messages"] = _two_turns(None if fmt == "text" else prompt, response)
+        return out
     return _chat_columns(table.column(fmap.get(ROLES[fmt][0][0], ROLES[fmt][0][0])).combine_chunks(), fmt)
 
 

@@ -39,10 +39,14 @@ def check_given_ids(column) -> list[Problem]:
 
 
 def content_keys(ds) -> pa.Array:
-    """One string per row that identifies its content."""
+    """One string per row that identifies its content: "role\x1ftext" turns joined by "\x1e"."""
     if ds.source.record_format == "unknown":
         rows = ds.table.to_pylist()
         return pa.array([json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in rows])
+    if ds.source.record_format in ("alpaca", "prompt_completion"):
+        # same string the two-turn messages column would give, without building it
+        prompt, response = ds.column("prompt"), ds.column("response")
+        return pc.binary_join_element_wise("user\x1f", prompt, "\x1eassistant\x1f", response, "")
     messages = ds.column("messages")
     values = messages.flatten()
     turn = pc.binary_join_element_wise(values.field("role"), values.field("content"), "\x1f")
@@ -50,19 +54,35 @@ def content_keys(ds) -> pa.Array:
     return pc.binary_join(joined, "\x1e")
 
 
+class DerivedIds:
+    """Content-derived ids, hashed lazily: only the rows asked for are digested."""
+
+    def __init__(self, ds):
+        encoded = pc.dictionary_encode(content_keys(ds))
+        self._keys = encoded.dictionary
+        self._codes = encoded.indices.to_numpy(zero_copy_only=False)
+        self._occurrence = _occurrence_numbers(self._codes)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        codes = self._codes[rows]
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        keys = self._keys.take(pa.array(uniq)).to_pylist()
+        digests = np.array([hashlib.blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in keys],
+                           dtype=object)
+        ids = digests[inverse.ravel()]
+        occurrence = self._occurrence[rows]
+        dup = occurrence > 0
+        if dup.any():
+            ids[dup] = [f"{h}-{k}" for h, k in zip(ids[dup], occurrence[dup])]
+        return ids
+
+
 def derive_ids(ds) -> pa.Array:
-    keys = content_keys(ds)
-    encoded = pc.dictionary_encode(keys)
-    uniques = encoded.dictionary.to_pylist()
-    digests = np.array([hashlib.blake2b(u.encode("utf-8"), digest_size=8).hexdigest() for u in uniques], dtype=object)
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    ids = digests[codes]
-    occurrence = _occurrence_numbers(codes)
-    dup = occurrence > 0
-    if dup.any():
-        ids = ids.copy()
-        ids[dup] = [f"{h}-{k}" for h, k in zip(ids[dup], occurrence[dup])]
-    return pa.array(ids, pa.string())
+    derived = DerivedIds(ds)
+    return pa.array(derived.of(np.arange(len(derived))), pa.string())
 
 
 def _occurrence_numbers(codes: np.ndarray) -> np.ndarray:

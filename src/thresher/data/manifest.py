@@ -25,7 +25,7 @@ def build_manifest(pool: Dataset, selection: Selection, out: Path, out_format: s
                    command: str, budget: dict | None = None, rejects: int = 0,
                    rejects_file: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A deterministic record (no timestamps): same inputs and seed, same bytes."""
-    ids = pool.ids[selection.indices].tolist()
+    ids = pool.ids_of(selection.indices).tolist()
     body = selection.manifest()
     manifest: dict[str, Any] = {
         "thresher_version": __version__,

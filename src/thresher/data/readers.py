@@ -23,6 +23,7 @@ from thresher.errors import InputError, UsageError
 
 FILE_FORMATS = ("jsonl", "json", "csv", "parquet", "hf")
 MAX_DEPTH = 64
+ARROW_SAFE_DEPTH = 5000  # pyarrow.json segfaults on nesting near 30,000 levels
 NORMALIZATION_VERSION = "1"
 
 
@@ -182,34 +183,67 @@ def _max_bracket_depth(arr: np.ndarray, starts: np.ndarray) -> int:
 def _load_jsonl(path: Path, on_error: str) -> _Loaded:
     buf = path.read_bytes()
     sha = _sha256(buf)
-    if not buf.strip():
+    if not buf or buf.isspace():
         raise InputError(str(path), "the file is empty (no records)")
     starts, ends = _line_spans(buf)
     arr = np.frombuffer(buf, dtype=np.uint8)
     nonempty = ends > starts
     first_byte = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
-    plain = (
-        b"\x00" not in buf
-        and np.all(first_byte[nonempty] == 0x7B)
-        and b"NaN" not in buf and b"Infinity" not in buf
-        and _max_bracket_depth(arr, starts) <= MAX_DEPTH
-        and _is_utf8(buf)
-    )
     lines = np.flatnonzero(nonempty)
+    plain = (b"\x00" not in buf and np.all(first_byte[nonempty] == 0x7B)
+             and _nesting_is_shallow(buf, arr, starts, ends))
     if plain:
         table = _try_arrow_json(buf)
-        if table is not None and table.num_rows == len(lines):
+        if table is not None and table.num_rows == len(lines) and _arrow_table_is_clean(table):
             raw = RawRecords(buf, starts[lines], ends[lines])
             return _Loaded(table, lines + 1, "line", raw, sha, [])
     return _load_jsonl_slow(path, buf, sha, starts, ends)
 
 
-def _is_utf8(buf: bytes) -> bool:
-    try:
-        buf.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
+def _nesting_is_shallow(buf: bytes, arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> bool:
+    """True when no line nests deeper than Arrow's parser survives (it crashes near 30k).
+
+    A line's depth is at most half its length, so only very long lines are
+    counted; the finer MAX_DEPTH limit is checked on the parsed schema.
+    """
+    long_lines = (ends - starts) > 2 * ARROW_SAFE_DEPTH
+    for s, e in zip(starts[long_lines].tolist(), ends[long_lines].tolist()):
+        if buf.count(b"[", s, e) + buf.count(b"{", s, e) > ARROW_SAFE_DEPTH:
+            if _max_bracket_depth(arr[s:e], np.zeros(1, dtype=np.int64)) > ARROW_SAFE_DEPTH:
+                return False
+    return True
+
+
+def _type_depth(typ: pa.DataType) -> int:
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return 1 + _type_depth(typ.value_type)
+    if pa.types.is_struct(typ):
+        return 1 + max((_type_depth(typ.field(i).type) for i in range(typ.num_fields)), default=0)
+    return 0
+
+
+def _arrow_table_is_clean(table: pa.Table) -> bool:
+    """Valid UTF-8 and no NaN/Infinity (which Arrow accepts but JSON does not allow)."""
+    if any(_type_depth(f.type) >= MAX_DEPTH for f in table.schema):
         return False
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return not any(_has_non_finite(col.combine_chunks()) for col in table.columns)
+
+
+def _has_non_finite(arr: pa.Array) -> bool:
+    import pyarrow.compute as pc
+
+    typ = arr.type
+    if pa.types.is_floating(typ):
+        return bool(pc.any(pc.invert(pc.is_finite(arr))).as_py() or False)
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return _has_non_finite(arr.flatten())
+    if pa.types.is_struct(typ):
+        return any(_has_non_finite(arr.field(i)) for i in range(typ.num_fields))
+    return False
 
 
 def _try_arrow_json(buf: bytes) -> pa.Table | None:

@@ -104,20 +104,34 @@ def _record_lines(ds: Dataset, extra: dict[str, np.ndarray]) -> list[bytes]:
     if not extra:
         return rows
     names = list(extra)
-    clash = [n for n in names if n in ds.table.column_names]
-    values = [extra[n].tolist() for n in names]
+    if any(n in ds.table.column_names for n in names):
+        return [_replace_keys(row, extra, i) for i, row in enumerate(rows)]
+    cells = [[f", {json.dumps(n)}: {v}" for v in _json_scalars(extra[n])] for n in names]
+    tails = ["".join(parts).encode("utf-8") + b"}" for parts in zip(*cells)]
     out = []
-    for i, row in enumerate(rows):
-        if clash:  # re-serialize so the old _pi/_weight is replaced, not duplicated
-            obj = json.loads(row)
-            obj.update({n: _json_number(v[i]) for n, v in zip(names, values)})
-            out.append(json.dumps(obj, ensure_ascii=False).encode("utf-8"))
-            continue
-        body = row.rstrip()
-        assert body.endswith(b"}"), "a JSON record must be an object"
-        tail = ", ".join(f"{json.dumps(n)}: {json.dumps(_json_number(v[i]))}" for n, v in zip(names, values))
-        sep = b"" if body[:-1].rstrip().endswith(b"{") else b", "
-        out.append(body[:-1] + sep + tail.encode("utf-8") + b"}")
+    for row, tail in zip(rows, tails):
+        body = row.rstrip()[:-1]
+        if body.rstrip().endswith(b"{"):  # an empty object: no comma before the first key
+            tail = tail[2:]
+        out.append(body + tail)
+    return out
+
+
+def _replace_keys(row: bytes, extra: dict[str, np.ndarray], i: int) -> bytes:
+    """Re-serialize a row whose old _pi/_weight must be replaced, not duplicated."""
+    obj = json.loads(row)
+    obj.update({n: _json_number(v[i].item()) for n, v in extra.items()})
+    return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+
+
+def _json_scalars(values: np.ndarray) -> list[str]:
+    """JSON text of each value (floats as Python's shortest repr; NaN/inf as null)."""
+    out = []
+    for v in values.tolist():
+        if isinstance(v, float):
+            out.append(repr(v) if np.isfinite(v) else "null")
+        else:
+            out.append(json.dumps(v))
     return out
 
 
