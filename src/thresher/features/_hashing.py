@@ -217,7 +217,7 @@ def shingle_hashes(tokens: np.ndarray, counts: np.ndarray, k: int) -> tuple[np.n
     row_end = np.cumsum(counts)
     # Shingle starting at every token, from contiguous shifted slices ...
     acc = tokens * _SHINGLE_KEYS[0]
-    for j in range(1, k):
+    for j in range(1, min(k, n_tok)):
         acc[: n_tok - j] += tokens[j:] * _SHINGLE_KEYS[j]
     # ... kept where k tokens of the same row follow.
     valid = np.ones(n_tok, dtype=bool)
