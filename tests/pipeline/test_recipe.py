@@ -57,7 +57,8 @@ output: {tmp_path / 'out.jsonl'}
     ("data: X\nsteps:\n  - dedup: {kind: exact}\n  - nosuch: {n: 3}\noutput: o.jsonl\n", "unknown step 'nosuch'", 4),
     ("data: X\nsteps:\n  - dedup:\n      kind: exact\n      bogus: 1\noutput: o.jsonl\n", "unknown parameter(s) bogus", 3),
     ("data: X\nsteps: []\noutput: o.jsonl\nextra_key: 1\n", "extra_key", 4),
-    ("data: X\nsteps:\n  - deita: {threshold: 0.9}\noutput: o.jsonl\n", "needs a budget", 3),
+    ("data: X\nsteps:\n  - superfilter: {top_fraction: 0.5}\noutput: o.jsonl\n", "needs a budget", 3),
+    ("data: X\nsteps:\n  - dedup: {kind: exact}\n  - deita: {score: nosuch, n: 3}\noutput: o.jsonl\n", "unknown feature or field 'nosuch'", 4),
 ])
 def test_validation_errors_name_line(tmp_path, pool, body, message, line):
     recipe = _recipe(tmp_path, body.replace("X", str(pool)))

@@ -267,6 +267,10 @@ class RawRecords:
     def __len__(self) -> int:
         return len(self.starts)
 
+    def rows(self) -> list[bytes]:
+        buf = self.buffer
+        return [buf[s:e] for s, e in zip(self.starts.tolist(), self.ends.tolist())]
+
     def row(self, i: int) -> bytes:
         return bytes(self.buffer[self.starts[i]:self.ends[i]])
 

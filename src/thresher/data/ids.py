@@ -38,41 +38,90 @@ def check_given_ids(column) -> list[Problem]:
     return problems
 
 
-def content_keys(ds) -> pa.Array:
-    """One string per row that identifies its content: "role\x1ftext" turns joined by "\x1e"."""
-    if ds.source.record_format == "unknown":
-        rows = ds.table.to_pylist()
-        return pa.array([json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in rows])
-    if ds.source.record_format in ("alpaca", "prompt_completion"):
-        # same string the two-turn messages column would give, without building it
-        prompt, response = ds.column("prompt"), ds.column("response")
-        return pc.binary_join_element_wise("user\x1f", prompt, "\x1eassistant\x1f", response, "")
-    messages = ds.column("messages")
+def content_keys(ds, rows: np.ndarray | None = None) -> pa.Array:
+    """One string per row (of `rows`, default all) that identifies its content.
+
+    Two-field formats key on their original content fields joined by "\x1f";
+    chat formats on "role\x1ftext" turns joined by "\x1e".
+    """
+    table = ds.table if rows is None else ds.table.take(pa.array(rows, pa.int64()))
+    fmt = ds.source.record_format
+    if fmt == "unknown":
+        return pa.array([json.dumps(r, sort_keys=True, default=str, ensure_ascii=False) for r in table.to_pylist()])
+    columns = _content_columns(ds)
+    if columns is not None:
+        parts = [_text(table, c) for c in columns]
+        return pc.binary_join_element_wise(*parts, "\x1f") if len(parts) > 1 else parts[0]
+    messages = ds.column("messages") if rows is None else ds.column("messages").take(pa.array(rows, pa.int64()))
+    if isinstance(messages, pa.ChunkedArray):
+        messages = messages.combine_chunks()
     values = messages.flatten()
     turn = pc.binary_join_element_wise(values.field("role"), values.field("content"), "\x1f")
     joined = pa.ListArray.from_arrays(messages.offsets, turn)
     return pc.binary_join(joined, "\x1e")
 
 
+def _content_columns(ds) -> list[str] | None:
+    from thresher.data.formats import ROLES
+
+    fmt = ds.source.record_format
+    if fmt not in ("alpaca", "prompt_completion", "text"):
+        return None
+    fmap = dict(ds.source.field_map)
+    required, optional = ROLES[fmt]
+    return [fmap.get(r, r) for r in required[:1] + optional + required[1:] if fmap.get(r, r) in ds.table.column_names]
+
+
+def _text(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name).combine_chunks()
+    if pa.types.is_null(col.type):
+        col = pa.array([None] * len(col), pa.string())
+    return pc.fill_null(col.cast(pa.string()), "")
+
+
+def _group_codes(ds) -> np.ndarray:
+    """Equal codes for rows with equal content keys, without building the keys when
+    the content lives in plain columns (one hash table per column instead)."""
+    columns = _content_columns(ds)
+    if columns is None:
+        return pc.dictionary_encode(content_keys(ds)).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    codes = None
+    for name in columns:
+        col = pc.dictionary_encode(_text(ds.table, name))
+        part = col.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        if codes is None:
+            codes = part
+        else:
+            pair = codes * (len(col.dictionary) + 1) + part
+            codes = _dense_codes(pair)
+    return codes
+
+
+def _dense_codes(values: np.ndarray) -> np.ndarray:
+    """Codes 0..k-1 for equal values (sort + diff: np.unique is slow on large int arrays)."""
+    order = np.argsort(values, kind="stable")
+    sorted_vals = values[order]
+    new = np.r_[True, sorted_vals[1:] != sorted_vals[:-1]]
+    codes = np.empty(len(values), dtype=np.int64)
+    codes[order] = np.cumsum(new) - 1
+    return codes
+
+
 class DerivedIds:
     """Content-derived ids, hashed lazily: only the rows asked for are digested."""
 
     def __init__(self, ds):
-        encoded = pc.dictionary_encode(content_keys(ds))
-        self._keys = encoded.dictionary
-        self._codes = encoded.indices.to_numpy(zero_copy_only=False)
+        self._ds = ds
+        self._codes = _group_codes(ds)
         self._occurrence = _occurrence_numbers(self._codes)
 
     def __len__(self) -> int:
         return len(self._codes)
 
     def of(self, rows: np.ndarray) -> np.ndarray:
-        codes = self._codes[rows]
-        uniq, inverse = np.unique(codes, return_inverse=True)
-        keys = self._keys.take(pa.array(uniq)).to_pylist()
-        digests = np.array([hashlib.blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in keys],
-                           dtype=object)
-        ids = digests[inverse.ravel()]
+        rows = np.asarray(rows, dtype=np.int64)
+        keys = content_keys(self._ds, rows).to_pylist()
+        ids = np.array([hashlib.blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in keys], dtype=object)
         occurrence = self._occurrence[rows]
         dup = occurrence > 0
         if dup.any():

@@ -98,7 +98,7 @@ def write_subset(ds: Dataset, out: Path, *, out_format: str | None = None,
 def _record_lines(ds: Dataset, extra: dict[str, np.ndarray]) -> list[bytes]:
     """One serialized JSON object per row, original bytes where we have them."""
     if ds.raw is not None and ds.source.file_format in ("jsonl", "json"):
-        rows = [ds.raw.row(i) for i in range(len(ds.raw))]
+        rows = ds.raw.rows()
     else:
         rows = [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in _python_rows(ds)]
     if not extra:
@@ -106,7 +106,10 @@ def _record_lines(ds: Dataset, extra: dict[str, np.ndarray]) -> list[bytes]:
     names = list(extra)
     if any(n in ds.table.column_names for n in names):
         return [_replace_keys(row, extra, i) for i, row in enumerate(rows)]
-    cells = [[f", {json.dumps(n)}: {v}" for v in _json_scalars(extra[n])] for n in names]
+    cells = []
+    for n in names:
+        key = f", {json.dumps(n)}: "
+        cells.append([key + v for v in _json_scalars(extra[n])])
     tails = ["".join(parts).encode("utf-8") + b"}" for parts in zip(*cells)]
     out = []
     for row, tail in zip(rows, tails):
@@ -126,13 +129,10 @@ def _replace_keys(row: bytes, extra: dict[str, np.ndarray], i: int) -> bytes:
 
 def _json_scalars(values: np.ndarray) -> list[str]:
     """JSON text of each value (floats as Python's shortest repr; NaN/inf as null)."""
-    out = []
-    for v in values.tolist():
-        if isinstance(v, float):
-            out.append(repr(v) if np.isfinite(v) else "null")
-        else:
-            out.append(json.dumps(v))
-    return out
+    if values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        return [repr(v) if ok else "null" for v, ok in zip(values.tolist(), finite.tolist())]
+    return [json.dumps(v) for v in values.tolist()]
 
 
 def _json_number(v):

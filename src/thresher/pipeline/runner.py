@@ -43,13 +43,15 @@ def run_steps(pool, steps: list[StepSpec], seed: int = 0, store=None, progress=N
     last: Selection | None = None
     built = [_build(spec, seed, recipe_path) for spec in steps]
     for (step, budget), spec in zip(built, steps):
-        features = load_features(pool, requirements(step), store=store, progress=progress)
-        subset = pool if len(current) == len(pool) else pool.take(current)
-        sliced = {k: v[current] for k, v in features.items()}
         try:
+            features = load_features(pool, requirements(step), store=store, progress=progress)
+            subset = pool if len(current) == len(pool) else pool.take(current)
+            sliced = {k: v[current] for k, v in features.items()}
             sel = run_step(step, subset, budget, sliced, seed)
         except ThresherError as err:
-            raise type(err)(f"step {spec.name!r}{_where(spec, recipe_path)}: {err}") from None
+            if recipe_path:
+                raise InputError(recipe_path, f"step {spec.name!r}: {err}", line=spec.line) from None
+            raise type(err)(f"step {spec.name!r}: {err}") from None
         entry, rows = _trace_entry(pool, spec, budget, current, sel)
         trace.append(entry)
         removed_rows += rows
@@ -65,10 +67,6 @@ def _build(spec: StepSpec, seed: int, recipe_path: str | None):
         if recipe_path:
             raise InputError(recipe_path, str(err), line=spec.line) from None
         raise
-
-
-def _where(spec: StepSpec, recipe_path: str | None) -> str:
-    return f" ({recipe_path}:{spec.line})" if recipe_path and spec.line else ""
 
 
 def _trace_entry(pool, spec: StepSpec, budget: Budget | None, current: np.ndarray,

@@ -267,6 +267,8 @@ def knn_graph(X: np.ndarray, n_neighbors: int, metric: str = "squared_cosine", m
     """
     n = len(X)
     nn = min(int(n_neighbors), n)
+    if nn == 0:
+        return sp.csr_matrix((n, n), dtype=np.float32)
     if method == "auto":
         method = "exact" if n <= EXACT_KNN_MAX_ROWS else "partitioned"
     if method == "exact":
