@@ -76,7 +76,9 @@ def _text(table: pa.Table, name: str) -> pa.Array:
     col = table.column(name).combine_chunks()
     if pa.types.is_null(col.type):
         col = pa.array([None] * len(col), pa.string())
-    return pc.fill_null(col.cast(pa.string()), "")
+    if not pa.types.is_string(col.type):
+        col = col.cast(pa.string())
+    return pc.fill_null(col, "") if col.null_count else col
 
 
 def _group_codes(ds) -> np.ndarray:

@@ -181,22 +181,25 @@ def _max_bracket_depth(arr: np.ndarray, starts: np.ndarray) -> int:
 
 
 def _load_jsonl(path: Path, on_error: str) -> _Loaded:
+    from concurrent.futures import ThreadPoolExecutor
+
     buf = path.read_bytes()
-    sha = _sha256(buf)
     if not buf or buf.isspace():
         raise InputError(str(path), "the file is empty (no records)")
-    starts, ends = _line_spans(buf)
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    nonempty = ends > starts
-    first_byte = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
-    lines = np.flatnonzero(nonempty)
-    plain = (b"\x00" not in buf and np.all(first_byte[nonempty] == 0x7B)
-             and _nesting_is_shallow(buf, arr, starts, ends))
-    if plain:
-        table = _try_arrow_json(buf)
-        if table is not None and table.num_rows == len(lines) and _arrow_table_is_clean(table):
-            raw = RawRecords(buf, starts[lines], ends[lines])
-            return _Loaded(table, lines + 1, "line", raw, sha, [])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sha_future = pool.submit(_sha256, buf)  # hashlib releases the GIL: hash while we index and parse
+        starts, ends = _line_spans(buf)
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        nonempty = ends > starts
+        first_byte = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
+        lines = np.flatnonzero(nonempty)
+        plain = (b"\x00" not in buf and np.all(first_byte[nonempty] == 0x7B)
+                 and _nesting_is_shallow(buf, arr, starts, ends))  # checked first: deep nesting crashes Arrow
+        table = _try_arrow_json(buf) if plain else None
+        sha = sha_future.result()
+    if table is not None and table.num_rows == len(lines) and _arrow_table_is_clean(table):
+        raw = RawRecords(buf, starts[lines], ends[lines])
+        return _Loaded(table, lines + 1, "line", raw, sha, [])
     return _load_jsonl_slow(path, buf, sha, starts, ends)
 
 
