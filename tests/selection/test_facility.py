@@ -238,3 +238,13 @@ def test_dense_graph_refuses_huge_matrices_and_empty_pools_work():
     for graph in ("dense", "knn"):
         order, gains, objective = facility_location(np.empty((0, 3), np.float32), 0, graph=graph)
         assert len(order) == 0 and objective == 0.0
+
+
+def test_parallel_map_keeps_order_with_and_without_threadpoolctl(monkeypatch):
+    from thresher.selection import _similarity as sim
+
+    assert list(sim.parallel_map(lambda x: x * x, range(50))) == [x * x for x in range(50)]
+    monkeypatch.setattr(sim, "_single_threaded_blas", lambda: None)  # threadpoolctl missing
+    assert list(sim.parallel_map(lambda x: x * x, range(50))) == [x * x for x in range(50)]
+    X = _clustered(500)
+    assert coverage(X, [0, 1, 2]) == pytest.approx(float(np.max((X @ X[[0, 1, 2]].T) ** 2, axis=1).sum()), rel=1e-5)

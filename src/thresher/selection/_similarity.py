@@ -150,11 +150,13 @@ def parallel_map(fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any
     BLAS runs single-threaded meanwhile: threads working on separate blocks
     scale better than one BLAS call split over cores, and do not stall when
     the cores are shared (an oversubscribed multi-threaded BLAS call is several
-    times slower). At most two tasks per thread are in flight.
+    times slower). At most two tasks per thread are in flight. Without
+    threadpoolctl the tasks run here, one after the other, on BLAS's threads.
     """
     tasks = iter(tasks)
-    workers = n_workers()
-    with _single_threaded_blas():
+    limit = _single_threaded_blas()
+    workers = n_workers() if limit is not None else 1
+    with limit or nullcontext():
         if workers == 1:
             yield from map(fn, tasks)
             return
@@ -176,8 +178,8 @@ def parallel_do(fn: Callable[[Any], Any], tasks: Iterable[Any]) -> None:
 def _single_threaded_blas() -> Any:
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its own threads
-        return nullcontext()
+    except ImportError:
+        return None
     return threadpool_limits(1, user_api="blas")
 
 

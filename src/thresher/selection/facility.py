@@ -260,7 +260,8 @@ class FacilityLocationSelector(Design):
     n_neighbors: neighbours per row in the kNN graph (itself included).
     knn: "auto" (exact up to 10,000 rows), "exact" or "partitioned".
     embedding: name of the embedding feature ((N, d) floats).
-    random_state: seeds the partitioned kNN search (otherwise deterministic).
+    random_state: seeds the partitioned kNN search (more than 10,000 rows);
+        None draws fresh entropy there. Everything else is deterministic.
 
     A row or fraction budget picks that many rows; a token budget
     (`features["tokens"]`) picks while the total fits (see `facility_location`).

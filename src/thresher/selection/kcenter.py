@@ -45,8 +45,10 @@ def kcenter_greedy(X: Any, k: int | None = None, *, budget_cost: float | None = 
         stops when none fits. The budget is never exceeded.
     initial: rows already selected (e.g. labelled ones): distances start
         from them; they are not returned and do not count against the budget.
-        Without `initial`, the first pick is a seeded uniformly random row.
-    block_size: candidates whose distance rows are computed together.
+        Without `initial`, the first pick is a seeded uniformly random row
+        (among the rows that fit a cost budget).
+    block_size: candidates whose distance rows are computed together (speed
+        only; holds 2 * block_size * N float32 values).
 
     order: the picked rows (int64), in pick order. radii: float64, radii[t]
     is the covering radius max_i min_{c in initial + order[:t+1]} dist(i, c).
