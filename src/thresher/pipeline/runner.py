@@ -44,7 +44,8 @@ def run_steps(pool, steps: list[StepSpec], seed: int = 0, store=None, progress=N
     built = [_build(spec, seed, recipe_path) for spec in steps]
     for (step, budget), spec in zip(built, steps):
         try:
-            features = load_features(pool, requirements(step), store=store, progress=progress)
+            needed = requirements(step) + (["tokens"] if budget is not None and budget.kind == "tokens" else [])
+            features = load_features(pool, needed, store=store, progress=progress)
             subset = pool if len(current) == len(pool) else pool.take(current)
             sliced = {k: v[current] for k, v in features.items()}
             sel = run_step(step, subset, budget, sliced, seed)
