@@ -40,6 +40,19 @@ def attach_features(ds: Dataset, names: list[str], cache_dir: str | None = None)
     return Dataset(table, ds.source, ids=ds._ids, raw=ds.raw, origin_rows=ds.origin_rows)
 
 
+def attach_kmeans(ds: Dataset, k: int | None, cache_dir: str | None = None) -> Dataset:
+    """`ds` with a `cluster` column: k-means on the static embeddings (k=None: the default rule)."""
+    from thresher.features.registry import make
+    from thresher.features.store import FeatureStore
+
+    if "cluster" in ds.fields:
+        return ds
+    params = {} if k is None else {"k": k}
+    clusters = FeatureStore(cache_dir).get(ds, make("cluster", **params)).column("cluster")
+    return Dataset(ds.table.append_column("cluster", clusters), ds.source, ids=ds._ids, raw=ds.raw,
+                   origin_rows=ds.origin_rows)
+
+
 def make_design(design: str, **params):
     from thresher.sampling.designs import DESIGNS
 

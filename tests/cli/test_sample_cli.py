@@ -167,3 +167,14 @@ def test_demo_stratified(tmp_path, capsys):
     man = json.loads((tmp_path / "demo.manifest.json").read_text())
     assert man["output"]["rows"] == 500
     assert all(s["selected"] >= min(2, s["pool"]) for s in man["strata"])
+
+
+def test_kmeans_clusters_design(tmp_path, pool, capsys, monkeypatch):
+    monkeypatch.setenv("THRESHER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "k.jsonl"
+    code, _, err = run(["sample", pool, "--design", "cluster", "--clusters", "kmeans:6", "--n", 60, "-o", out], capsys)
+    assert code == 0, err
+    man = json.loads((tmp_path / "k.manifest.json").read_text())
+    assert man["params"]["cluster_by"] == "cluster" and man["output"]["rows"] > 0
+    code, _, err = run(["sample", pool, "--design", "cluster", "--clusters", "dbscan", "--n", 6, "-o", out], capsys)
+    assert code == 2 and "kmeans:K" in err

@@ -62,3 +62,20 @@ def test_ifd_drops_ge_one_and_ranks():
     assert sel.removed["ifd >= 1"].tolist() == [1]
     sel = IFDSelector().select(_ds(5), Budget.parse(tokens=25), feats)
     assert sel.indices.tolist() == [4, 0]  # a token budget is never exceeded
+
+
+def test_superfilter_top_fraction_then_facility():
+    from thresher.selection.ifd import SuperfilterSelector
+
+    rng = np.random.default_rng(0)
+    n = 40
+    ifd = np.r_[np.linspace(0.1, 0.95, n - 2), 1.2, np.nan]
+    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    feats = {"ifd": ifd, "embedding": emb, "tokens": np.full(n, 10)}
+    sel = SuperfilterSelector(top_fraction=0.25, random_state=0).select(_ds(n), Budget.parse(n=4), feats)
+    top = set(np.argsort(-np.nan_to_num(np.where(ifd < 1, ifd, -1), nan=-1))[:10].tolist())
+    assert len(sel.indices) == 4 and set(sel.indices.tolist()) <= top
+    assert "ifd >= 1" in sel.removed and sel.removed["ifd >= 1"].tolist() == [n - 2]
+    with pytest.raises(UsageError):
+        SuperfilterSelector(top_fraction=0.05).select(_ds(n), Budget.parse(n=10), feats)

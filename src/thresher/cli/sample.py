@@ -55,6 +55,7 @@ def register(app: typer.Typer) -> None:
         max_per_stratum: Optional[int] = typer.Option(None, "--max-per-stratum"),
         thin: str = typer.Option("take-all", "--thin", help="stratified: thin cells take-all|collapse|error"),
         cluster_by: Optional[str] = typer.Option(None, "--cluster-by", help="cluster: field naming each row's cluster."),
+        clusters: Optional[str] = typer.Option(None, "--clusters", help="cluster: k-means clusters of the embeddings as clusters, e.g. kmeans:50."),
         stages: int = typer.Option(1, "--stages", help="cluster: 1 (whole clusters) or 2 (rows within clusters)."),
         rows_per_cluster: Optional[int] = typer.Option(None, "--rows-per-cluster", help="cluster, 2 stages: rows drawn per cluster."),
         icc_of: Optional[str] = typer.Option(None, "--icc-of", help="cluster: numeric field for intra-cluster correlation / design effect."),
@@ -78,9 +79,12 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Draw a probability sample (random, stratified, cluster, systematic, PPS) and write it with a manifest."""
-        from thresher.api import attach_features, make_design, write_selection
+        from thresher.api import attach_features, attach_kmeans, make_design, write_selection
 
         budget = Budget.parse(n=n, fraction=fraction)
+        kmeans_k = _parse_clusters(clusters) if clusters else None
+        if kmeans_k is not None:
+            cluster_by = cluster_by or "cluster"
         seed = 0 if seed is None else seed
         params = design_params(design, replace=replace, by=split_list(by), allocation=allocation,
                                variance_of=variance_of, min_per_stratum=min_per_stratum,
@@ -92,7 +96,9 @@ def register(app: typer.Typer) -> None:
         result = read_input(data, record_format, field_map, input_format, on_error)
         pool = result.dataset
         fields = split_list(by) + [variance_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
-        design_pool = attach_features(pool, [f for f in fields if f], cache)
+        design_pool = attach_features(pool, [f for f in fields if f and f != "cluster"], cache)
+        if kmeans_k is not None or "cluster" in fields:
+            design_pool = attach_kmeans(design_pool, kmeans_k, cache)
         selection = sampler.select(design_pool, budget)
         extra = {}
         if estimate:
@@ -109,6 +115,13 @@ def register(app: typer.Typer) -> None:
             print_json(summary)
         elif not quiet:
             _print_summary(summary, written.rejects)
+
+
+def _parse_clusters(text: str) -> int:
+    kind, _, k = text.partition(":")
+    if kind != "kmeans" or not k.isdigit() or int(k) < 1:
+        raise UsageError(f"--clusters: expected kmeans:K (e.g. kmeans:50), got {text!r}")
+    return int(k)
 
 
 def _print_summary(summary: dict, rejects_file) -> None:
