@@ -112,6 +112,19 @@ def test_batched_equals_one_at_a_time_reference(tiny_lm):
     assert len(calls) > 2 and calls[-1][0] == calls[-1][1]
 
 
+def test_buckets_cover_every_sequence_with_little_padding():
+    lengths = np.clip(np.random.default_rng(0).lognormal(3.5, 1.0, 5000).astype(np.int64), 1, 1024)
+    batches = list(lm_scores._buckets(lengths, 2048))
+    seen = np.concatenate(batches)
+    np.testing.assert_array_equal(np.sort(seen), np.arange(len(lengths)))
+    for b in batches:
+        padded, real = len(b) * lengths[b].max(), lengths[b].sum()
+        assert padded <= 2048 or len(b) == 1
+        assert padded <= 1.1 * real or real < lm_scores._MIN_BATCH
+    total_padded = sum(len(b) * lengths[b].max() for b in batches)
+    assert total_padded <= 1.1 * lengths.sum()
+
+
 def test_full_logits_path_matches_fast_head(tiny_lm, monkeypatch):
     prompts, responses = rows(10, seed=2)
     fast = score_lm(prompts, responses, tiny_lm, dtype="float32", batch_tokens=1024)
