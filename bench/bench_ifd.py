@@ -136,35 +136,37 @@ def main() -> None:
     fig["batched"] = rate(t, n_tokens)
     print(f"batched float32, {len(prompts)} rows: {fig['batched']}", flush=True)
 
-    ref, t = timed(score_lm_reference, prompts[: args.ref_rows], responses[: args.ref_rows], lm, **kw)
-    ref_tokens = tokens(args.ref_rows)
-    fig["reference"] = {"rows": args.ref_rows, **rate(t, ref_tokens),
-                        "extrapolated_cpu_s": round(t["cpu_s"] * n_tokens / ref_tokens, 1),
-                        "extrapolated_wall_s": round(t["wall_s"] * n_tokens / ref_tokens, 1)}
-    fig["speedup_vs_reference_cpu"] = round(fig["reference"]["extrapolated_cpu_s"] / fig["batched"]["cpu_s"], 2)
-    fig["speedup_vs_reference_wall"] = round(fig["reference"]["extrapolated_wall_s"] / fig["batched"]["wall_s"], 2)
-    fig["batched_vs_reference_max_abs_diff"] = {
-        k: float(np.nanmax(np.abs(ref[k] - f32[k][: args.ref_rows])))
-        for k in ("loss_response_given_prompt", "loss_response_alone", "ifd", "ppl_prompt")
-    }
-    print(f"reference: {fig['reference']}", flush=True)
+    if args.ref_rows:
+        ref, t = timed(score_lm_reference, prompts[: args.ref_rows], responses[: args.ref_rows], lm, **kw)
+        ref_tokens = tokens(args.ref_rows)
+        fig["reference"] = {"rows": args.ref_rows, **rate(t, ref_tokens),
+                            "extrapolated_cpu_s": round(t["cpu_s"] * n_tokens / ref_tokens, 1),
+                            "extrapolated_wall_s": round(t["wall_s"] * n_tokens / ref_tokens, 1)}
+        fig["speedup_vs_reference_cpu"] = round(fig["reference"]["extrapolated_cpu_s"] / fig["batched"]["cpu_s"], 2)
+        fig["speedup_vs_reference_wall"] = round(fig["reference"]["extrapolated_wall_s"] / fig["batched"]["wall_s"], 2)
+        fig["batched_vs_reference_max_abs_diff"] = {
+            k: float(np.nanmax(np.abs(ref[k] - f32[k][: args.ref_rows])))
+            for k in ("loss_response_given_prompt", "loss_response_alone", "ifd", "ppl_prompt")
+        }
+        print(f"reference: {fig['reference']}", flush=True)
 
     # Ablations and the bare forward pass on the same first rows, back to back.
     n = min(args.subset, len(prompts))
-    plan, sub_tokens = plan_of(n), tokens(n)
-    ran = int(plan.lengths[plan.active].sum())  # tokens the bare forward runs: deduplicated full sequences
-    sub: dict = {"rows": n, "tokens": sub_tokens, "tokens_after_dedup": ran}
-    for dedup, reuse in ((True, True), (True, False), (False, True), (False, False)):
-        lm_scores._DEDUP, lm_scores._REUSE_PREFIX = dedup, reuse
-        _, t = timed(score_lm, prompts[:n], responses[:n], lm, batch_tokens=bt, **kw)
-        sub[f"batched{'' if dedup else '_no_dedup'}{'' if reuse else '_no_prefix_reuse'}"] = rate(t, sub_tokens)
-    lm_scores._DEDUP, lm_scores._REUSE_PREFIX = True, True
-    _, t = timed(bare_forward, model, plan, bt, True, args.threads)
-    sub["bare_forward_logits"] = rate(t, ran)
-    _, t = timed(bare_forward, model, plan, bt, False, args.threads)
-    sub["bare_forward_body"] = rate(t, ran)
-    fig["subset"] = sub
-    print(f"subset: {json.dumps(sub)}", flush=True)
+    if n:
+        plan, sub_tokens = plan_of(n), tokens(n)
+        ran = int(plan.lengths[plan.active].sum())  # tokens the bare forward runs: deduplicated full sequences
+        sub: dict = {"rows": n, "tokens": sub_tokens, "tokens_after_dedup": ran}
+        for dedup, reuse in ((True, True), (True, False), (False, True), (False, False)):
+            lm_scores._DEDUP, lm_scores._REUSE_PREFIX = dedup, reuse
+            _, t = timed(score_lm, prompts[:n], responses[:n], lm, batch_tokens=bt, **kw)
+            sub[f"batched{'' if dedup else '_no_dedup'}{'' if reuse else '_no_prefix_reuse'}"] = rate(t, sub_tokens)
+        lm_scores._DEDUP, lm_scores._REUSE_PREFIX = True, True
+        _, t = timed(bare_forward, model, plan, bt, True, args.threads)
+        sub["bare_forward_logits"] = rate(t, ran)
+        _, t = timed(bare_forward, model, plan, bt, False, args.threads)
+        sub["bare_forward_body"] = rate(t, ran)
+        fig["subset"] = sub
+        print(f"subset: {json.dumps(sub)}", flush=True)
 
     m = min(args.bf16_rows, len(prompts))
     if m:
