@@ -26,7 +26,7 @@ What is scored, exactly:
   up to half of the room left by the template (more if the response is short);
   the response gets the rest. All scores use the kept tokens.
 * An empty response gives NaN losses, IFD and ``ppl_response``; an empty
-  prompt gives NaN ``ppl_prompt`` (and IFD 1).
+  prompt gives NaN ``ppl_prompt`` (and IFD 1 up to rounding).
 """
 from __future__ import annotations
 
@@ -83,7 +83,9 @@ def score_lm(
     num_threads: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-row LM scores (see the module docstring), batched by length.
+    """Per-row LM scores (see the module docstring). Sequences are batched by
+    length, identical ones are scored once, and the template prefix they share
+    is run once (for llama/mistral/qwen2/qwen3 models).
 
     `model` is None (the bundled SmolLM2), a local model folder, or a
     `(model, tokenizer)` pair. `template` is "auto" (chat template if the
