@@ -102,10 +102,11 @@ def validate_table(table: pa.Table, record_format: str, field_map: dict[str, str
             problems += _check_chat(col, column, record_format)
         else:
             problems += _check_string(col, column, required=role in required)
-    return _first_per_row(problems)
+    return first_per_row(problems)
 
 
-def _first_per_row(problems: list[Problem]) -> list[Problem]:
+def first_per_row(problems: list[Problem]) -> list[Problem]:
+    """The first problem of each row, in row order."""
     seen: dict[int, Problem] = {}
     for p in problems:
         seen.setdefault(p.row, p)

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from thresher.data.dataset import Dataset, RawRecords, Source
-from thresher.data.formats import Problem, detect_format, validate_table
+from thresher.data.formats import Problem, detect_format, first_per_row, validate_table
 from thresher.data.ids import check_given_ids
 from thresher.errors import InputError, UsageError
 
@@ -112,7 +112,7 @@ def read_dataset(path: str | Path, *, file_format: str | None = None, record_for
     if bad_origins:
         keep &= ~np.isin(loaded.origin, np.fromiter(bad_origins, dtype=np.int64))
     rejects = [Reject(f"{loaded.unit} {p.row}", p.field, p.reason, loaded.raw_text.get(p.row) or
-                      _raw_of(loaded, p.row)) for p in _first_per_origin(all_problems)]
+                      _raw_of(loaded, p.row)) for p in first_per_row(all_problems)]
     table, raw, origin = loaded.table, loaded.raw, loaded.origin
     if not keep.all():
         idx = np.flatnonzero(keep)
@@ -133,13 +133,6 @@ def _with_unit(reason: str, unit: str, origin: np.ndarray) -> str:
     head, _, tail = reason.partition("(first at row ")
     row = int(tail.rstrip(")"))
     return f"{head}(first on {unit} {int(origin[row])})"
-
-
-def _first_per_origin(problems: list[Problem]) -> list[Problem]:
-    seen: dict[int, Problem] = {}
-    for p in problems:
-        seen.setdefault(p.row, p)
-    return [seen[k] for k in sorted(seen)]
 
 
 def _raw_of(loaded: _Loaded, origin_value: int) -> str | None:
