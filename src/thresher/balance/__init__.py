@@ -1,0 +1,1 @@
+"""Scarcity and imbalance: resampling, class weights, augmentation, targeted generation."""
