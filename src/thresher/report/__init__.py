@@ -1,0 +1,1 @@
+"""Seeing the data: profiles, the HTML report and its figures."""

@@ -1,0 +1,409 @@
+"""A profile of a pool: format, fields, lengths, categories, duplicates, quality
+flags, a sampled near-duplicate estimate, and suggestions in plain words.
+
+`profile_dataset` returns plain JSON-ready data (stable keys, schema
+``thresher.profile/1``); `thresher inspect` prints it and the HTML report
+reuses it.
+
+The near-duplicate estimate: a seeded simple random sample of m rows (without
+replacement) is compared against *every* row of the pool through MinHash LSH
+(the same signatures, banding and verification as the ``near_dup`` feature).
+Each sampled row then carries the indicator "has a near-duplicate anywhere in
+the pool", so the sample share is an unbiased estimate of the pool share.
+(Looking for pairs only *within* the sample would not be: a row's partner is
+in the sample with probability ~m/N, so that share shrinks with the sample.)
+The interval is Wilson's score interval with the finite-population correction
+(N - m) / (N - 1); it collapses to the exact value when m = N.
+"""
+from __future__ import annotations
+
+import math
+import shlex
+from pathlib import PurePath
+from statistics import NormalDist
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from thresher.core.rng import make_rng
+from thresher.errors import UsageError
+
+SCHEMA = "thresher.profile/1"
+THIN_ROWS = 20  # a category with fewer rows is "thin"
+IMBALANCE_RATIO = 10.0  # max/min class count that counts as imbalanced
+LABEL_MAX_TOKENS = 4  # median response tokens of a label-style category or pool ...
+LABEL_MAX_ANSWERS = 20  # ... with at most this many distinct answers
+MAX_LISTED = 1000  # category values kept in the profile (most frequent first)
+NEAR_THRESHOLD = 0.8
+NEAR_NUM_PERM = 128
+NEAR_SHINGLE = 5
+NEAR_MINHASH_SEED = 1  # the near_dup feature's default, so both see the same pairs
+_NEAR_CANDIDATES = 64  # pool rows checked per sampled row and band
+
+
+def profile_dataset(ds, by: Sequence[str] | str | None = None, seed: int = 0, near_sample: int = 2000) -> dict:
+    """A JSON-ready profile of `ds` (see the module docstring).
+
+    `by`: category field(s), each profiled on its own; None means `category`
+    when the pool has that field, else none. `seed` draws the near-duplicate
+    sample of `near_sample` rows (all rows when the pool is smaller).
+    """
+    fields = _category_fields(ds, by)
+    if isinstance(near_sample, bool) or not isinstance(near_sample, int) or near_sample < 1:
+        raise UsageError(f"near_sample must be a positive integer, got {near_sample!r}")
+    prompt, response = _text(ds.column("prompt")), _text(ds.column("response"))
+    from thresher.features.registry import field_texts
+    from thresher.features.text import count_tokens
+
+    tokens = {"prompt_tokens": count_tokens(prompt), "response_tokens": count_tokens(response)}
+    lengths = length_profile(tokens)
+    categories = [category_profile(ds, f, response, tokens["response_tokens"]) for f in fields]
+
+    profile = {
+        "schema": SCHEMA,
+        "source": {"path": ds.source.path, "file_format": ds.source.file_format,
+                   "record_format": ds.source.record_format, "sha256": ds.source.sha256},
+        "rows": len(ds),
+        "fields": field_profile(ds.table),
+        "lengths": lengths,
+        "by": fields,
+        "categories": categories,
+        "duplicates": {"exact": exact_duplicates(prompt, response)},
+        "near_duplicates": near_duplicate_estimate(field_texts(pa.table({"prompt": prompt, "response": response}),
+                                                               "both"), near_sample, seed),
+        "quality": quality_profile(prompt, response, ds.source.record_format),
+    }
+    profile["label_style"] = _label_style(lengths, response, categories)
+    profile["suggestions"] = suggestions(profile)
+    return profile
+
+
+def _category_fields(ds, by: Sequence[str] | str | None) -> list[str]:
+    if by is None:
+        return ["category"] if "category" in ds.table.column_names else []
+    names = [by] if isinstance(by, str) else list(by)
+    for name in names:
+        if not isinstance(name, str) or name not in ds.table.column_names:
+            raise UsageError(f"{ds.source.path}: no field {name!r} to profile by "
+                             f"(fields: {', '.join(ds.table.column_names)})")
+    return list(dict.fromkeys(names))
+
+
+def _text(col) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
+    if not pa.types.is_string(col.type):
+        col = col.cast(pa.string())
+    return pc.fill_null(col, "")
+
+
+# -- fields and lengths --------------------------------------------------------
+def field_profile(table: pa.Table) -> list[dict[str, Any]]:
+    """Name, Arrow type and null count of every original field."""
+    return [{"name": name, "type": str(table.schema.field(name).type), "nulls": int(table.column(name).null_count)}
+            for name in table.column_names]
+
+
+def length_profile(tokens: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Summary statistics of token counts per row (e.g. {"prompt_tokens": ...,
+    "response_tokens": ...}, the `text` feature's estimate) and their counts in
+    power-of-two bins [0, 1), [1, 2), [2, 4), ... shared by all of them."""
+    top = max((int(t.max()) for t in tokens.values() if len(t)), default=0)
+    edges = [0] + [2**k for k in range(int(top).bit_length() + 1)]
+    out: dict[str, Any] = {"tokenizer": "approx", "bins": edges}
+    for name, t in tokens.items():
+        out[name] = {**summary(t), "counts": _log2_bins(t, len(edges) - 1).tolist()}
+    return out
+
+
+def summary(x: np.ndarray) -> dict[str, float | int | None]:
+    """min, p5, median, mean, p95, max and total of `x` (None when empty)."""
+    if len(x) == 0:
+        return dict.fromkeys(("min", "p5", "median", "mean", "p95", "max", "total"))
+    p5, median, p95 = np.percentile(x, [5, 50, 95])
+    return {"min": int(x.min()), "p5": float(p5), "median": float(median), "mean": float(x.mean()),
+            "p95": float(p95), "max": int(x.max()), "total": int(x.sum())}
+
+
+def _log2_bins(x: np.ndarray, nbins: int) -> np.ndarray:
+    idx = np.where(x > 0, np.floor(np.log2(np.maximum(x, 1))).astype(np.int64) + 1, 0)
+    return np.bincount(idx, minlength=nbins)[:nbins]
+
+
+# -- categories ------------------------------------------------------------------
+def category_profile(ds, field: str, response: pa.Array, response_tokens: np.ndarray) -> dict[str, Any]:
+    """Counts per value of `field` (most frequent first), the imbalance ratio,
+    thin values, and the values whose answers look like labels."""
+    codes, labels = ds.categorical([field])
+    counts = np.bincount(codes, minlength=len(labels))
+    order = np.argsort(-counts, kind="stable")
+    n = max(len(codes), 1)
+    listed = [{"value": labels[i], "count": int(counts[i]), "share": float(counts[i] / n)}
+              for i in order[:MAX_LISTED].tolist()]
+    thin = [labels[i] for i in order.tolist() if counts[i] < THIN_ROWS] if len(labels) <= MAX_LISTED else []
+    return {"field": field, "classes": len(labels), "counts": listed, "listed": len(listed),
+            "imbalance_ratio": float(counts.max() / counts.min()) if len(labels) else None,
+            "thin": thin, "thin_rows": THIN_ROWS,
+            "label_like": _label_like(codes, labels, counts, response, response_tokens)}
+
+
+def _label_like(codes: np.ndarray, labels: list[str], counts: np.ndarray, response: pa.Array,
+                response_tokens: np.ndarray) -> list[dict[str, Any]]:
+    """Values whose responses are short and few: label-style tasks."""
+    if len(codes) == 0 or len(labels) > MAX_LISTED:
+        return []
+    encoded = pc.dictionary_encode(response)
+    answer = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    pair_codes = np.unique(codes * len(encoded.dictionary) + answer)
+    distinct = np.bincount(pair_codes // len(encoded.dictionary), minlength=len(labels))
+    order = np.lexsort((response_tokens, codes))  # rows by category, then tokens
+    starts = np.cumsum(counts) - counts
+    median = response_tokens[order[starts + (counts - 1) // 2]]  # lower median per category
+    hits = np.flatnonzero((distinct <= LABEL_MAX_ANSWERS) & (2 * distinct <= counts)
+                          & (median <= LABEL_MAX_TOKENS))
+    out = []
+    for i in hits[np.argsort(-counts[hits], kind="stable")][:20].tolist():
+        values = np.unique(answer[codes == i])[:5]
+        out.append({"value": labels[i], "distinct_responses": int(distinct[i]),
+                    "examples": encoded.dictionary.take(pa.array(values)).to_pylist()})
+    return out
+
+
+def _label_style(lengths: dict, response: pa.Array, categories: list[dict]) -> dict[str, Any]:
+    median = lengths["response_tokens"]["median"]
+    distinct = int(pc.count_distinct(response).as_py()) if len(response) else 0
+    pool = median is not None and 0 < median <= LABEL_MAX_TOKENS
+    return {"pool": bool(pool), "median_response_tokens": median, "distinct_responses": distinct,
+            "categories": [{"field": c["field"], **hit} for c in categories for hit in c["label_like"]]}
+
+
+# -- duplicates and quality --------------------------------------------------------
+def exact_duplicates(prompt: pa.Array, response: pa.Array) -> dict[str, Any]:
+    """Rows whose normalized prompt and response (the `exact_dup` feature's hash)
+    equal an earlier row's: `duplicate_rows` is what exact dedup would remove."""
+    from thresher.features.registry import ExactDup
+
+    n = len(prompt)
+    hashes = ExactDup().compute(pa.table({"prompt": prompt, "response": response}))["exact_hash"]
+    _, sizes = np.unique(hashes.to_numpy(zero_copy_only=False), return_counts=True)
+    dup = int(n - len(sizes))
+    return {"duplicate_rows": dup, "fraction": dup / n if n else 0.0, "groups": int(np.count_nonzero(sizes > 1)),
+            "rows_in_groups": int(sizes[sizes > 1].sum()), "largest_group": int(sizes.max(initial=0))}
+
+
+def quality_profile(prompt: pa.Array, response: pa.Array, record_format: str) -> dict[str, Any]:
+    """Empty and truncated responses (the `quality` feature's rules), empty prompts."""
+    from thresher.features.quality import truncated
+
+    def blank(text: pa.Array) -> int:
+        return int(pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(text)), 0)).as_py() or 0)
+
+    return {"empty_responses": blank(response), "truncated_responses": int(truncated(response).sum()),
+            "empty_prompts": blank(prompt) if record_format != "text" else None}
+
+
+# -- near duplicates -----------------------------------------------------------------
+def near_duplicate_estimate(texts: pa.Array, sample_size: int = 2000, seed: int = 0, *,
+                            threshold: float = NEAR_THRESHOLD, confidence: float = 0.95) -> dict[str, Any]:
+    """Estimated share of rows that have a near-duplicate (MinHash Jaccard >=
+    `threshold` on 5-word shingles) anywhere in the pool, from a seeded sample
+    of `sample_size` rows compared against all rows, with a confidence interval."""
+    from thresher.features.minhash import minhash_signatures
+
+    sig = minhash_signatures(texts, NEAR_NUM_PERM, NEAR_SHINGLE, NEAR_MINHASH_SEED)
+    return near_rate_from_signatures(sig, sample_size, seed, threshold=threshold, confidence=confidence)
+
+
+def near_rate_from_signatures(sig: np.ndarray, sample_size: int, seed: int = 0, *,
+                              threshold: float = NEAR_THRESHOLD, confidence: float = 0.95,
+                              verify_z: float = 2.0) -> dict[str, Any]:
+    """`near_duplicate_estimate` on precomputed MinHash signatures (n, num_perm)."""
+    n = len(sig)
+    m = min(sample_size, n)
+    sample = np.sort(make_rng(seed).choice(n, size=m, replace=False)) if m < n else np.arange(n)
+    found = has_near_duplicate(sig, sample, threshold, verify_z)
+    k = int(found.sum())
+    low, high = wilson_interval(k, m, n, confidence)
+    return {"threshold": threshold, "sample_rows": m, "pool_rows": n, "rows_with_near_duplicate": k,
+            "fraction": k / m if m else 0.0, "ci_low": low, "ci_high": high, "confidence": confidence,
+            "exact": m == n, "seed": seed,
+            "method": "sampled rows vs. all rows (MinHash LSH, Wilson interval with finite-population correction)"}
+
+
+def has_near_duplicate(sig: np.ndarray, rows: np.ndarray, threshold: float = NEAR_THRESHOLD,
+                       verify_z: float = 2.0) -> np.ndarray:
+    """For each of `rows`, whether another row of `sig` shares an LSH band with
+    it and has estimated Jaccard >= threshold - verify_z * sd (as `near_dup`)."""
+    from thresher.features.minhash import EMPTY_SIGNATURE, choose_bands
+
+    num_perm = sig.shape[1]
+    bands, width = choose_bands(threshold, num_perm)
+    cut = threshold - verify_z * math.sqrt(threshold * (1 - threshold) / num_perm)
+    keys = _band_keys(sig, bands, width)  # (bands, n)
+    found = np.zeros(len(rows), dtype=bool)
+    todo = np.flatnonzero(sig[rows, 0] != EMPTY_SIGNATURE)
+    live = sig[:, 0] != EMPTY_SIGNATURE
+    for band in range(bands):
+        if len(todo) == 0:
+            break
+        key, mine = keys[band], keys[band, rows[todo]]
+        order = _rows_holding(key, np.unique(mine), live)
+        order = order[np.argsort(key[order], kind="stable")]
+        lo = np.searchsorted(key[order], mine, side="left")
+        take = np.minimum(np.searchsorted(key[order], mine, side="right") - lo, _NEAR_CANDIDATES + 1)
+        owner = np.repeat(np.arange(len(todo)), take)
+        pos = lo[owner] + np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
+        me, other = rows[todo[owner]], order[pos]
+        keep = me != other
+        me, other, owner = me[keep], other[keep], owner[keep]
+        equal = np.count_nonzero(sig[me] == sig[other], axis=1) / num_perm
+        hit = np.unique(owner[equal >= cut])
+        found[todo[hit]] = True
+        todo = np.delete(todo, hit)
+    return found
+
+
+def _rows_holding(key: np.ndarray, wanted: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """Rows whose `key` is in the sorted `wanted` (and that are `live`): a bitmap
+    on the low bits first, so only the few rows that pass it are searched."""
+    bits = np.zeros(1 << 20, dtype=bool)
+    bits[(wanted & np.uint64(0xFFFFF)).astype(np.int64)] = True
+    rows = np.flatnonzero(bits[(key & np.uint64(0xFFFFF)).astype(np.int64)] & live)
+    at = np.minimum(np.searchsorted(wanted, key[rows]), len(wanted) - 1)
+    return rows[wanted[at] == key[rows]]
+
+
+def _band_keys(sig: np.ndarray, bands: int, width: int) -> np.ndarray:
+    """(bands, n) uint64: one hash per band of `width` signature values."""
+    mult = np.random.default_rng(0xBA2D).integers(1, 2**63, size=width, dtype=np.uint64) | np.uint64(1)
+    out = np.empty((bands, len(sig)), dtype=np.uint64)
+    step = 8192  # rows per pass: the block stays in cache
+    with np.errstate(over="ignore"):
+        for start in range(0, len(sig), step):
+            cube = sig[start: start + step, : bands * width].reshape(-1, bands, width).astype(np.uint64)
+            acc = np.zeros(cube.shape[:2], dtype=np.uint64)
+            for j in range(width):
+                acc ^= cube[:, :, j]
+                acc *= mult[j]
+            out[:, start: start + step] = acc.T
+    return out
+
+
+def wilson_interval(k: int, m: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a share k/m from a simple random sample of m
+    of n rows without replacement (finite-population corrected)."""
+    if m == 0:
+        return 0.0, 1.0
+    p = k / m
+    if m >= n:
+        return p, p
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    eff = m * (n - 1) / (n - m)  # the sample size whose binomial variance matches the fpc one
+    centre = (p + z * z / (2 * eff)) / (1 + z * z / eff)
+    half = z * math.sqrt(p * (1 - p) / eff + z * z / (4 * eff * eff)) / (1 + z * z / eff)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# -- suggestions -----------------------------------------------------------------------
+def suggestions(profile: dict) -> list[str]:
+    """What to do about what the profile shows, in plain words."""
+    n = profile["rows"]
+    path = profile["source"]["path"]
+    data = shlex.quote(path) if path != "<memory>" else "DATA"
+    ext = PurePath(path).suffix if profile["source"]["file_format"] in ("jsonl", "json", "csv", "parquet") else ""
+    ext = ext or ".jsonl"
+    out: list[str] = []
+    if n == 0:
+        return ["the pool has no rows"]
+    exact = profile["duplicates"]["exact"]
+    if exact["duplicate_rows"]:
+        out.append(f"{exact['duplicate_rows']:,} rows ({_pct(exact['fraction'])}) are exact duplicates of an earlier "
+                   f"row: run `thresher select {data} --method dedup --kind exact -o deduped{ext}`")
+    out += _quality_suggestions(profile["quality"], n, data, ext)
+    out += _category_suggestions(profile, n)
+    label = profile["label_style"]
+    if label["pool"]:
+        tok = label["median_response_tokens"]
+        out.append(f"responses are very short (median {tok:g} token{'' if tok == 1 else 's'}, "
+                   f"{label['distinct_responses']:,} distinct): looks label-style — per-class metrics "
+                   "(precision/recall/F1 per label) apply, not just accuracy")
+    for field in profile["by"]:
+        hits = [h for h in label["categories"] if h["field"] == field]
+        if hits:
+            out.append(_label_suggestion(hits))
+    near = profile["near_duplicates"]
+    if near["ci_low"] > exact["rows_in_groups"] / n + 0.01:  # both count every row of a group
+        out.append(f"about {_pct(near['fraction'])} of rows have a near-duplicate, exact ones included "
+                   f"(Jaccard >= {near['threshold']:g}; "
+                   f"{near['confidence']:.0%} CI {_pct(near['ci_low'])}-{_pct(near['ci_high'])}): "
+                   f"run `thresher select {data} --method dedup --kind near -o deduped{ext}`")
+    return out
+
+
+def _label_suggestion(hits: list[dict]) -> str:
+    def one(hit: dict) -> str:
+        shown = "/".join(e if e.strip() else repr(e) for e in hit["examples"][:3])
+        shown += "/..." if hit["distinct_responses"] > 3 else ""
+        return f"'{hit['value']}' ({shown})"
+
+    names = ", ".join(one(h) for h in hits[:6]) + (", ..." if len(hits) > 6 else "")
+    field = hits[0]["field"]
+    what = f"{field} {names} looks" if len(hits) == 1 else f"{len(hits)} values of '{field}' look"
+    return (f"{what} label-style (a few short answers{'' if len(hits) == 1 else ': ' + names}): "
+            "evaluate with per-class metrics (precision/recall/F1 per label)")
+
+
+def _quality_suggestions(quality: dict, n: int, data: str, ext: str) -> list[str]:
+    out = []
+    empty, cut = quality["empty_responses"], quality["truncated_responses"]
+    if empty == n:
+        out.append(f"all {n:,} responses are empty: check which field holds the answer (--format / --field-map)")
+    elif empty or cut:
+        what = " and ".join(s for s in (f"{empty:,} empty" if empty else "", f"{cut:,} truncated" if cut else "") if s)
+        out.append(f"{what} responses: run `thresher select {data} --method quality "
+                   f"--where 'not empty_response and not truncated_response' -o clean{ext}`")
+    return out
+
+
+def _category_suggestions(profile: dict, n: int) -> list[str]:
+    if not profile["categories"]:
+        return ["no category field: use `--by FIELD`, or get automatic categories with "
+                "`--by instruction_type` (instruction-type tags) or `--by cluster` (k-means on embeddings); "
+                "`thresher featurize --features tags,cluster` caches them"]
+    out = []
+    for cat in profile["categories"]:
+        field, classes = cat["field"], cat["classes"]
+        if classes > max(50, n // 2):
+            out.append(f"'{field}' has {classes:,} distinct values for {n:,} rows: it looks like an id, not a category")
+            continue
+        if classes == 1:
+            out.append(f"'{field}' has a single value: nothing to balance; use another `--by` field")
+            continue
+        out += _thin_suggestions(cat, n)
+        if cat["imbalance_ratio"] >= IMBALANCE_RATIO:
+            out.append(f"classes of '{field}' are imbalanced (max/min = {cat['imbalance_ratio']:.0f}x): "
+                       "consider `thresher balance` (over/under-sampling or class weights)")
+    return out
+
+
+def _thin_suggestions(cat: dict, n: int) -> list[str]:
+    field, thin = cat["field"], cat["thin"]
+    if not thin:
+        return []
+    count = {c["value"]: c["count"] for c in cat["counts"]}
+    fix = f"consider `thresher generate --by {field} --for-below {cat['thin_rows']}` or merging"
+    if len(thin) <= 3:
+        return [f"{field} '{v}' has {_rows(count[v])} ({_pct(count[v] / n)}): {fix} it" for v in reversed(thin)]
+    listed = ", ".join(f"{v} ({count[v]})" for v in list(reversed(thin))[:6])
+    more = ", ..." if len(thin) > 6 else ""
+    return [f"{len(thin)} values of '{field}' have fewer than {cat['thin_rows']} rows ({listed}{more}): {fix} them"]
+
+
+def _rows(k: int) -> str:
+    return f"{k:,} row" if k == 1 else f"{k:,} rows"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%" if x >= 0.001 or x == 0 else f"{100 * x:.2g}%"
