@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
+bash scripts/install_browser.sh  # Debian's chromium for the report's browser test
 . .venv/bin/activate
 if [ "${CI:-}" = "true" ]; then
   exec python -m pytest -q "$@"

@@ -17,9 +17,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from thresher.cli import bootstrap, check, featurize, inspect, sample, select, size
+    from thresher.cli import bootstrap, check, featurize, inspect, report, sample, select, size
 
-    for module in (inspect, sample, size, check, bootstrap, featurize, select):
+    for module in (inspect, sample, size, check, bootstrap, featurize, select, report):
         module.register(app)
 
 

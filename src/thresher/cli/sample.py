@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
         output_format: Optional[str] = typer.Option(None, "--output-format", help="jsonl|json|csv|parquet|hf"),
         on_error: str = OnErrorOpt,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the sample here."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
@@ -93,6 +94,10 @@ def register(app: typer.Typer) -> None:
                                variable_intervals=variable_intervals, check_field=check_field, size_by=size_by,
                                temperature=temperature, floor=floor, cap=cap, poisson=poisson)
         sampler = make_design(design, random_state=seed, **params)
+        if report:
+            from thresher.data.writers import check_output_path
+
+            check_output_path(report, [data], overwrite)
         result = read_input(data, record_format, field_map, input_format, on_error)
         pool = result.dataset
         fields = split_list(by) + [variance_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
@@ -111,6 +116,12 @@ def register(app: typer.Typer) -> None:
         summary = {"output": str(written.output), "manifest": str(written.manifest), "rows": len(selection),
                    "pool_rows": len(pool), "rejected_rows": len(result.rejects), "design": design,
                    "strata": selection.strata, "diagnostics": written.manifest_data["diagnostics"], **extra}
+        if report:
+            from thresher.report.html import write_report
+
+            summary["report"] = str(write_report(written.manifest, report, pool=pool, selected=selection.indices,
+                                                 by=(split_list(by) or [None])[0], cache_dir=cache,
+                                                 overwrite=overwrite, seed=seed).html)
         if as_json:
             print_json(summary)
         elif not quiet:

@@ -80,6 +80,7 @@ def register(app: typer.Typer) -> None:
         output_format: Optional[str] = typer.Option(None, "--output-format"),
         on_error: str = OnErrorOpt,
         overwrite: bool = typer.Option(False, "--overwrite"),
+        report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the subset here."),
         as_json: bool = typer.Option(False, "--json"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
@@ -97,6 +98,8 @@ def register(app: typer.Typer) -> None:
         removed_path = output.with_name(f"{output.stem}.removed.jsonl")
         if keep_removed:
             check_output_path(removed_path, [pool.source.path], overwrite)
+        if report:
+            check_output_path(report, [pool.source.path], overwrite)
         run = run_steps(pool, [StepSpec(method, params)], seed=seed, store=FeatureStore(cache))
         written = write_selection(pool, run.selection, output, command="select", rejects=result.rejects,
                                   out_format=output_format, overwrite=overwrite, extra={"trace": run.trace})
@@ -104,6 +107,12 @@ def register(app: typer.Typer) -> None:
             write_removed(pool, run.removed, removed_path)
         summary = {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),
                    "pool_rows": len(pool), "method": method, "trace": run.trace}
+        if report:
+            from thresher.report.html import write_report
+
+            summary["report"] = str(write_report(written.manifest, report, pool=pool, selected=run.selection.indices,
+                                                 by=split_list(by)[0] if by else None, cache_dir=cache,
+                                                 overwrite=overwrite, seed=seed).html)
         if as_json:
             print_json(summary)
         elif not quiet:
@@ -117,14 +126,28 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite"),
         keep_removed: bool = typer.Option(False, "--keep-removed"),
         cache: Optional[str] = typer.Option(None, "--cache"),
+        report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report here (default: the "
+                                                                     "recipe's `report:` path, if any)."),
         as_json: bool = typer.Option(False, "--json"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
         """Run a recipe: featurize as needed, apply the steps in order, write subset + manifest + trace."""
         from thresher.api import run_recipe
 
+        if report:
+            from thresher.data.writers import check_output_path
+
+            check_output_path(report, [], overwrite)
         result = run_recipe(recipe, overwrite=overwrite, keep_removed=keep_removed, cache_dir=cache)
         summary = {k: result[k] for k in ("output", "manifest", "rows", "pool_rows", "trace", "removed_file")}
+        report = report or (Path(result["recipe"].report) if result["recipe"].report else None)
+        if report:
+            from thresher.report.html import write_report
+
+            summary["report"] = str(write_report(result["manifest"], report, pool=result["pool"],
+                                                 selected=result["selection"].indices, cache_dir=cache,
+                                                 overwrite=overwrite or result["recipe"].output.overwrite,
+                                                 seed=result["recipe"].seed).html)
         if as_json:
             print_json(summary)
         elif not quiet:
