@@ -79,8 +79,11 @@ class WriteResult:
 def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, command: str,
                     budget: Budget | None = None, rejects: list[Reject] | None = None,
                     out_format: str | None = None, overwrite: bool = False,
-                    weight_columns: bool = True, extra: dict | None = None) -> WriteResult:
-    """Write the subset (input's format, pool order), its manifest and any rejects, atomically."""
+                    weight_columns: bool = True, extra: dict | None = None,
+                    extra_columns: dict[str, np.ndarray] | None = None) -> WriteResult:
+    """Write the subset (input's format, pool order), its manifest and any rejects, atomically.
+
+    `extra_columns` are appended to every written row (e.g. balance's `_source_id`/`_copy`)."""
     out = Path(out)
     man_path = manifest_path(out)
     rej_path = rejects_path(out) if rejects else None
@@ -90,6 +93,7 @@ def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, com
     columns = {}
     if weight_columns and len(selection) and np.isfinite(selection.pi).all():
         columns = {"_pi": selection.pi, "_weight": selection.weights}
+    columns.update(extra_columns or {})
     manifest = build_manifest(pool, selection, out, fmt, command=command,
                               budget=budget.to_json() if budget else None,
                               rejects=len(rejects or []), rejects_file=rej_path, extra=extra)
@@ -140,6 +144,7 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
         check_output_path(removed_path, [pool.source.path], overwrite or recipe.output.overwrite)
     written = write_selection(pool, run.selection, out, command="run", rejects=result.rejects,
                               out_format=recipe.output.format, overwrite=overwrite or recipe.output.overwrite,
+                              extra_columns=_provenance_columns(pool, run.selection),
                               extra={"recipe": {"path": str(path), **recipe.model_dump(mode="json")},
                                      "trace": run.trace})
     if keep_removed or recipe.output.keep_removed:
@@ -148,6 +153,15 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
             "pool_rows": len(pool), "trace": run.trace, "recipe": recipe,
             "removed_file": str(removed_path) if (keep_removed or recipe.output.keep_removed) else None,
             "pool": pool, "selection": run.selection}
+
+
+def _provenance_columns(pool: Dataset, selection: Selection) -> dict[str, np.ndarray]:
+    """Columns a step asks to be written with its rows: balance's copy marks."""
+    if "copy" not in selection.labels:
+        return {}
+    from thresher.balance.resample import output_columns
+
+    return output_columns(pool, selection)
 
 
 def _resolve_near(data: str, recipe_path: Path) -> str:

@@ -23,6 +23,15 @@ def class_weights(labels: np.ndarray, power: float = 1.0) -> np.ndarray:
     return ((labels.size / (classes.size * counts.astype(np.float64))) ** power)[inverse]
 
 
+def weights_from_counts(counts: np.ndarray, power: float = 1.0) -> np.ndarray:
+    """Per-class weights `(N / (C * N_c)) ** power` from the class sizes `counts` (all > 0)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.size == 0 or (counts <= 0).any():
+        raise UsageError("class weights need at least one row in every class")
+    _check(counts, power)
+    return (counts.sum() / (counts.size * counts)) ** power
+
+
 def _check(labels: np.ndarray, power: float) -> None:
     if labels.size == 0:
         raise UsageError("class weights need at least one labeled row")

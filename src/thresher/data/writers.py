@@ -216,7 +216,7 @@ def _hf_info(ds: Dataset, table: pa.Table, extra: dict) -> dict:
         info = json.loads(src.read_text())
     features = info.get("features") or _features_from_schema(ds.table.schema)
     for name in extra:
-        features[name] = {"dtype": "float64", "_type": "Value"}
+        features[name] = _features_from_schema(pa.schema([table.schema.field(name)]))[name]  # _copy: int, _source_id: str
     info["features"] = features
     return info
 

@@ -17,6 +17,7 @@ STEPS: dict[str, str] = {
     "ifd": "thresher.selection.ifd:IFDSelector",
     "superfilter": "thresher.selection.ifd:SuperfilterSelector",
     "deita": "thresher.selection.deita:DeitaSelector",
+    "balance": "thresher.balance.resample:Balance",
     "kcenter": "thresher.selection.kcenter:KCenterSelector",
     "facility": "thresher.selection.facility:FacilityLocationSelector",
     "target": "thresher.selection.target:TargetSelector",
