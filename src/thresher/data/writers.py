@@ -59,6 +59,8 @@ def atomic_path(target: Path):
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.is_file():  # mkstemp makes 0600 files; outputs get the usual umask mode
+            os.chmod(tmp_path, 0o666 & ~_umask())
         if target.is_dir() and not tmp_path.is_dir():
             shutil.rmtree(target)
         if tmp_path.is_dir() and target.exists():
@@ -74,6 +76,12 @@ def atomic_path(target: Path):
         else:
             tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(target: Path, data: bytes) -> None:
