@@ -17,9 +17,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from thresher.cli import active, augment, balance, bootstrap, check, featurize, inspect, report, sample, select, size
+    from thresher.cli import active, augment, balance, bootstrap, check, featurize, generate, inspect, report, sample, select, size
 
-    for module in (inspect, sample, size, check, bootstrap, featurize, select, balance, augment, active, report):
+    for module in (inspect, sample, size, check, bootstrap, featurize, select, balance, augment, generate, active, report):
         module.register(app)
 
 
