@@ -17,9 +17,11 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from thresher.cli import active, augment, balance, bootstrap, check, featurize, generate, inspect, report, sample, select, size
+    from thresher.cli import (active, augment, balance, bootstrap, check, evaluate, featurize, generate, inspect,
+                              report, sample, select, size)
 
-    for module in (inspect, sample, size, check, bootstrap, featurize, select, balance, augment, generate, active, report):
+    for module in (inspect, sample, size, check, bootstrap, featurize, select, balance, augment, generate, active,
+                   evaluate, report):
         module.register(app)
 
 
