@@ -15,7 +15,7 @@ thresher run examples/recipes/main.yaml --overwrite
 thresher sample examples/demo/pool.jsonl --design stratified --by category --allocation proportional \
   --min-per-stratum 5 --n 1000 --seed 0 -o "$OUT/stratified.jsonl" --overwrite --report "$OUT/stratified.html"
 if [ "${1:-}" = "--evaluate" ]; then
-  bash examples/evaluate_demo.sh "$OUT"
+  bash examples/recipes/compare_demo.sh "$OUT"
 fi
 echo
 echo "selected subset: $OUT/selected.jsonl (+ selected.manifest.json with the trace, selected.removed.jsonl)"
