@@ -18,10 +18,10 @@ app = typer.Typer(
 
 def _register() -> None:
     from thresher.cli import (active, augment, balance, bootstrap, check, evaluate, featurize, generate, inspect,
-                              report, sample, select, size)
+                              report, sample, select, size, train)
 
     for module in (inspect, sample, size, check, bootstrap, featurize, select, balance, augment, generate, active,
-                   evaluate, report):
+                   train, evaluate, report):
         module.register(app)
 
 

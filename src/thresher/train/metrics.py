@@ -1,0 +1,288 @@
+"""Held-out evaluation: response loss / perplexity, label scoring, per-class
+and generation metrics.
+
+* Loss is the token-weighted mean NLL (nats) over the learned tokens of the
+  rows (the response and the template's end-of-turn tokens, see
+  `thresher.train.examples`), unweighted by sample weights:
+  ``sum_i sum_t nll_{i,t} / sum_i T_i``; perplexity is ``exp(loss)``.
+* Label scoring: ``log P(label | prompt)`` sums the NLL of the label's tokens
+  and, by default, the end-of-turn tokens after it (so a label that is a
+  prefix of another, "Yes" vs "Yes.", is not favoured); the scores are then
+  normalized over the label set (log-softmax). Prediction = argmax.
+"""
+from __future__ import annotations
+
+import re
+import string
+from collections import Counter
+from typing import Any, Sequence
+
+import numpy as np
+
+from thresher.errors import UsageError
+from thresher.train.examples import IGNORE_INDEX, Encoded, Examples, encode, pad_batch, template_parts
+
+# Model types whose logits are exactly lm_head(last hidden state): the head then
+# runs only where a loss is taken (skips prompt, template and padding positions).
+_PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+_HEAD_CHUNK = 1024  # positions per head chunk without grad (bounds logits memory)
+
+
+# ------------------------------------------------------------------ losses
+def token_nll(model: Any, ids, mask, labels):
+    """(NLL sum, learned-token count) per row of a padded batch, as torch tensors.
+    Differentiable when grad is enabled."""
+    import torch
+    import torch.nn.functional as F
+
+    target = labels[:, 1:]
+    sel = target != IGNORE_INDEX
+    head = _plain_head(model)
+    if head is not None:
+        decoder, lm_head = head
+        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1][sel]
+        if torch.is_grad_enabled():
+            nll = F.cross_entropy(lm_head(hidden).float(), target[sel], reduction="none")
+        else:
+            tgt = target[sel]
+            nll = torch.cat([F.cross_entropy(lm_head(hidden[i:i + _HEAD_CHUNK]).float(), tgt[i:i + _HEAD_CHUNK],
+                                             reduction="none") for i in range(0, tgt.numel(), _HEAD_CHUNK)]
+                            or [hidden.new_zeros(0)])
+    else:
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][sel]
+        nll = F.cross_entropy(logits.float(), target[sel], reduction="none")
+    rows = sel.nonzero()[:, 0]
+    sums = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll)
+    return sums, sel.sum(dim=1)
+
+
+def _plain_head(model: Any):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    if getattr(cfg, "model_type", None) not in _PLAIN_HEAD_TYPES:
+        return None
+    if not (hasattr(base, "model") and hasattr(base, "lm_head")) or getattr(cfg, "final_logit_softcapping", None):
+        return None
+    return base.model, base.lm_head
+
+
+def row_nll(model: Any, enc: Encoded, pad_id: int, batch_size: int = 16, dtype: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """Per-row NLL sums and learned-token counts, batched by length, without grad."""
+    import torch
+
+    from thresher.models import resolve_dtype
+
+    device = next(model.parameters()).device
+    use_bf16 = resolve_dtype(dtype, device.type) == "bfloat16"
+    sums, counts = np.zeros(len(enc)), np.zeros(len(enc), np.int64)
+    order = np.argsort(enc.lengths, kind="stable")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for i in range(0, order.size, batch_size):
+                rows = order[i:i + batch_size]
+                ids, mask, labels = (torch.from_numpy(a).to(device) for a in pad_batch(enc, rows, pad_id))
+                s, c = token_nll(model, ids, mask, labels)
+                sums[rows], counts[rows] = s.double().cpu().numpy(), c.cpu().numpy()
+    finally:
+        model.train(was_training)
+    return sums, counts
+
+
+def encoded_loss(model: Any, enc: Encoded, pad_id: int, batch_size: int = 16, dtype: str = "auto") -> dict:
+    """{"loss", "perplexity", "tokens"} over encoded rows (token-weighted mean)."""
+    if len(enc) == 0:
+        raise UsageError("no rows to evaluate")
+    sums, counts = row_nll(model, enc, pad_id, batch_size, dtype)
+    loss = float(sums.sum() / counts.sum())
+    return {"loss": loss, "perplexity": float(np.exp(loss)), "tokens": int(counts.sum())}
+
+
+def response_loss(model: Any, tokenizer: Any, examples: Examples, template: str | None = None, max_length: int = 256,
+                  batch_size: int = 16, dtype: str = "auto") -> dict:
+    """{"loss", "perplexity", "tokens"}: token-weighted mean NLL over the
+    response (+ end-of-turn) tokens of `examples`."""
+    from thresher.train.lora import pad_id_of
+
+    enc = encode(tokenizer, examples, template, max_length)
+    return encoded_loss(model, enc, pad_id_of(tokenizer), batch_size, dtype)
+
+
+# ------------------------------------------------------------------ labels
+def detect_label_set(responses: Sequence[str], max_labels: int = 10, min_coverage: float = 0.95,
+                     max_chars: int = 40, max_words: int = 5) -> list[str] | None:
+    """The sorted label set when the responses look like classification labels:
+    at most `max_labels` short answers (each seen at least twice, at most
+    `max_words` words / `max_chars` characters) covering `min_coverage` of the
+    rows, and at least two of them. None for free text."""
+    values = [("" if r is None else str(r)).strip() for r in responses]
+    if len(values) < 4:
+        return None
+    top = [(v, c) for v, c in Counter(values).most_common(max_labels) if c >= 2 and v]
+    top = [(v, c) for v, c in top if len(v) <= max_chars and len(v.split()) <= max_words]
+    if len(top) < 2 or sum(c for _, c in top) < min_coverage * len(values):
+        return None
+    return sorted(v for v, _ in top)
+
+
+def label_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], label_set: Sequence[str],
+                   template: str | None = None, batch_size: int = 16, with_end: bool = True,
+                   max_length: int = 256, dtype: str = "auto") -> np.ndarray:
+    """(n, C) log P(label | prompt), normalized over `label_set` (log-softmax
+    per row). Sums the label's tokens, plus the end-of-turn tokens when `with_end`."""
+    from scipy.special import logsumexp
+
+    from thresher.train.lora import pad_id_of
+
+    labels = [str(x) for x in label_set]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise UsageError(f"label_set needs at least two distinct labels, got {labels}")
+    n, c = len(prompts), len(labels)
+    if n == 0:
+        return np.zeros((0, c))
+    ex = Examples([p for p in prompts for _ in labels], labels * n)
+    enc = encode(tokenizer, ex, template, max_length)
+    if not with_end:
+        end = len(template_parts(tokenizer, template).end)
+        for lab, cut in zip(enc.labels, enc.truncated):
+            if end and not cut:
+                lab[-end:] = IGNORE_INDEX
+    sums, _ = row_nll(model, enc, pad_id_of(tokenizer), batch_size, dtype)
+    lp = -sums.reshape(n, c)
+    return lp - logsumexp(lp, axis=1, keepdims=True)
+
+
+def classification_metrics(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> dict:
+    """accuracy, macro_f1, per_class {label: precision, recall, f1, support},
+    confusion {"labels", "matrix"} (rows: true, columns: predicted), via scikit-learn."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    labels = list(labels)
+    y_true, y_pred = [str(y) for y in y_true], [str(y) for y in y_pred]
+    if len(y_true) != len(y_pred):
+        raise UsageError(f"got {len(y_true)} true labels but {len(y_pred)} predictions")
+    if not y_true:
+        raise UsageError("no rows to compute classification metrics on")
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, lab in enumerate(labels)},
+        "confusion": {"labels": labels, "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist()},
+    }
+
+
+# ------------------------------------------------------------------ generation
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD normalization: lower case, no punctuation, no articles, single spaces."""
+    return " ".join(_ARTICLES.sub(" ", str(text).lower().translate(_PUNCT)).split())
+
+
+def generation_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict:
+    """exact_match and token_f1 (SQuAD-style), averaged over rows."""
+    if len(predictions) != len(references):
+        raise UsageError(f"got {len(predictions)} predictions but {len(references)} references")
+    if not references:
+        raise UsageError("no rows to compute generation metrics on")
+    em, f1 = [], []
+    for pred, ref in zip(predictions, references):
+        p, r = normalize_answer(pred).split(), normalize_answer(ref).split()
+        em.append(float(p == r))
+        common = sum((Counter(p) & Counter(r)).values())
+        if not p or not r:
+            f1.append(float(p == r))
+        elif common == 0:
+            f1.append(0.0)
+        else:
+            prec, rec = common / len(p), common / len(r)
+            f1.append(2 * prec * rec / (prec + rec))
+    return {"exact_match": float(np.mean(em)), "token_f1": float(np.mean(f1))}
+
+
+def generate_responses(model: Any, tokenizer: Any, prompts: Sequence[str], template: str | None = None,
+             max_new_tokens: int = 32, batch_size: int = 16, max_length: int = 256) -> list[str]:
+    """Greedy completions of the prompts in the template (left-padded batches)."""
+    import torch
+
+    from thresher.train.lora import pad_id_of
+
+    parts = template_parts(tokenizer, template)
+    enc = encode(tokenizer, Examples(list(prompts), [""] * len(prompts)), template, max_length)
+    inputs = [ids[:p] for ids, p in zip(enc.input_ids, enc.prompt_lengths)]
+    pad = pad_id_of(tokenizer)
+    stop = sorted({t for t in (tokenizer.eos_token_id, *(parts.end[:1])) if t is not None})
+    device = next(model.parameters()).device
+    out: list[str] = [""] * len(inputs)
+    order = np.argsort([x.size for x in inputs], kind="stable")
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, order.size, batch_size):
+            rows = order[i:i + batch_size]
+            width = max(inputs[j].size for j in rows)
+            ids = np.full((rows.size, width), pad, np.int64)
+            mask = np.zeros((rows.size, width), np.int64)
+            for k, j in enumerate(rows):
+                ids[k, width - inputs[j].size:], mask[k, width - inputs[j].size:] = inputs[j], 1
+            gen = model.generate(input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(mask).to(device),
+                                 max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop, pad_token_id=pad)
+            for k, j in enumerate(rows):
+                new = gen[k, width:].tolist()
+                cut = next((m for m, t in enumerate(new) if t in stop), len(new))
+                out[j] = tokenizer.decode(new[:cut], skip_special_tokens=True).strip()
+    return out
+
+
+# ------------------------------------------------------------------ all together
+def evaluate_model(model: Any, tokenizer: Any, eval: Examples, label_set: Sequence[str] | str | None = "auto",
+                   template: str | None = None, generate: bool = False, max_new_tokens: int = 32,
+                   batch_size: int = 16, max_length: int = 256, dtype: str = "auto") -> dict:
+    """Held-out metrics: always loss / perplexity / tokens / n; `loss_by_label`
+    when `eval.labels` is set; with a label set (given, or detected from the
+    responses with "auto"): label_set, label_rows (rows whose response is in
+    the set), accuracy, macro_f1, per_class, confusion; with `generate`:
+    exact_match, token_f1 and a few predictions."""
+    from thresher.train.lora import pad_id_of
+
+    enc = encode(tokenizer, eval, template, max_length)
+    out = {"n": len(eval), **encoded_loss(model, enc, pad_id_of(tokenizer), batch_size, dtype)}
+    if eval.labels is not None:
+        out["loss_by_label"] = _loss_by_label(model, enc, eval.labels, pad_id_of(tokenizer), batch_size, dtype)
+    labels = detect_label_set(eval.responses) if label_set == "auto" else label_set
+    if labels:
+        out.update(_label_metrics(model, tokenizer, eval, list(labels), template, batch_size, max_length, dtype))
+    if generate:
+        preds = generate_responses(model, tokenizer, eval.prompts, template, max_new_tokens, batch_size, max_length)
+        out.update(generation_metrics(preds, eval.responses))
+        out["predictions"] = preds[:20]
+    return out
+
+
+def _loss_by_label(model, enc, labels, pad_id, batch_size, dtype) -> dict:
+    sums, counts = row_nll(model, enc, pad_id, batch_size, dtype)
+    codes, names = _codes(labels)
+    s, c = np.bincount(codes, weights=sums), np.bincount(codes, weights=counts)
+    return {name: float(s[k] / c[k]) for k, name in enumerate(names)}
+
+
+def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    names, codes = np.unique(np.asarray(values, dtype=object).astype(str), return_inverse=True)
+    return codes.reshape(-1), [str(x) for x in names]
+
+
+def _label_metrics(model, tokenizer, eval: Examples, labels: list[str], template, batch_size, max_length, dtype) -> dict:
+    truth = np.asarray([r.strip() for r in eval.responses], dtype=object)
+    keep = np.flatnonzero(np.isin(truth, np.asarray(labels, dtype=object)))
+    out: dict = {"label_set": labels, "label_rows": int(keep.size)}
+    if keep.size == 0:
+        return out
+    lp = label_logprobs(model, tokenizer, [eval.prompts[i] for i in keep], labels, template, batch_size,
+                        max_length=max_length, dtype=dtype)
+    pred = [labels[k] for k in lp.argmax(axis=1)]
+    out.update(classification_metrics(truth[keep].tolist(), pred, labels))
+    return out
