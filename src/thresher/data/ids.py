@@ -38,6 +38,20 @@ def check_given_ids(column) -> list[Problem]:
     return problems
 
 
+def given_ids(table: pa.Table) -> pa.Array:
+    """The `id` column as given, except marked copies (`_copy` = k > 0, written by
+    `thresher balance`), which read as `<id>#k` so an oversampled file stays readable."""
+    col = table.column("id").combine_chunks()
+    if "_copy" not in table.column_names or pa.types.is_nested(col.type):
+        return col
+    copy = table.column("_copy").combine_chunks()
+    if not (pa.types.is_integer(copy.type) and copy.null_count == 0):
+        return col
+    marked = pc.greater(copy, 0)
+    suffixed = pc.binary_join_element_wise(col.cast(pa.string()), copy.cast(pa.string()), "#")
+    return pc.if_else(marked, suffixed, col.cast(pa.string()))
+
+
 def content_keys(ds, rows: np.ndarray | None = None) -> pa.Array:
     """One string per row (of `rows`, default all) that identifies its content.
 

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from thresher.data.dataset import Dataset, RawRecords, Source
 from thresher.data.formats import Problem, detect_format, first_per_row, validate_table
-from thresher.data.ids import check_given_ids
+from thresher.data.ids import check_given_ids, given_ids
 from thresher.errors import InputError, UsageError
 
 FILE_FORMATS = ("jsonl", "json", "csv", "parquet", "hf")
@@ -102,7 +102,7 @@ def read_dataset(path: str | Path, *, file_format: str | None = None, record_for
                 for p in validate_table(loaded.table, rfmt, field_map)] if loaded.table.num_rows else []
     if "id" in loaded.table.column_names:
         problems += [Problem(int(loaded.origin[p.row]), p.field, _with_unit(p.reason, loaded.unit, loaded.origin))
-                     for p in check_given_ids(loaded.table.column("id"))]
+                     for p in check_given_ids(given_ids(loaded.table))]
     all_problems = sorted(loaded.problems + problems, key=lambda p: p.row)
     if all_problems and on_error == "raise":
         p = all_problems[0]
@@ -121,7 +121,7 @@ def read_dataset(path: str | Path, *, file_format: str | None = None, record_for
     if table.num_rows == 0:
         raise InputError(str(path), f"no valid records ({len(rejects)} rejected)")
     source = Source(str(path), loaded.sha256, fmt, rfmt, tuple(sorted(field_map.items())))
-    ids = table.column("id").combine_chunks().cast(pa.string()) if "id" in table.column_names else None
+    ids = given_ids(table).cast(pa.string()) if "id" in table.column_names else None
     ds = Dataset(table, source, ids=ids, raw=raw, origin_rows=origin)
     return ReadResult(ds, rejects)
 
