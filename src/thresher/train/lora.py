@@ -21,6 +21,8 @@ the best adapter are a few lines. peft supplies the LoRA layers.
 """
 from __future__ import annotations
 
+import warnings
+
 import copy
 import json
 import math
@@ -234,7 +236,10 @@ def _wrap_lora(model: Any, config: TrainConfig) -> Any:
                          f"{sorted(n for n in names if n.endswith('proj'))[:8]}")
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    with warnings.catch_warnings():
+        # peft still asks transformers 5 for the deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)
 
 
 def pad_id_of(tokenizer: Any) -> int:
