@@ -1,8 +1,6 @@
 """The Python API behind the CLI: read, sample, write subset + manifest."""
 from __future__ import annotations
 
-import json
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,9 +11,9 @@ import pyarrow as pa
 from thresher.core.budget import Budget
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
-from thresher.data.manifest import build_manifest, dumps_manifest, manifest_path, rejects_path
+from thresher.data.manifest import build_manifest, output_paths, write_outputs
 from thresher.data.readers import Reject, read_dataset
-from thresher.data.writers import atomic_path, check_output_path, output_format_for, write_subset
+from thresher.data.writers import check_output_path, output_format_for, write_subset
 from thresher.errors import UsageError
 
 
@@ -84,11 +82,7 @@ def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, com
     """Write the subset (input's format, pool order), its manifest and any rejects, atomically.
 
     `extra_columns` are appended to every written row (e.g. balance's `_source_id`/`_copy`)."""
-    out = Path(out)
-    man_path = manifest_path(out)
-    rej_path = rejects_path(out) if rejects else None
-    for target in [out, man_path] + ([rej_path] if rej_path else []):
-        check_output_path(target, [pool.source.path], overwrite)
+    out, man_path, rej_path = output_paths(Path(out), pool, overwrite, with_rejects=bool(rejects))
     fmt = output_format_for(out, pool.source.file_format, out_format)
     columns = {}
     if weight_columns and len(selection) and np.isfinite(selection.pi).all():
@@ -97,14 +91,8 @@ def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, com
     manifest = build_manifest(pool, selection, out, fmt, command=command,
                               budget=budget.to_json() if budget else None,
                               rejects=len(rejects or []), rejects_file=rej_path, extra=extra)
-    with ExitStack() as stack:
-        write_subset(selection.take(pool), out, out_format=fmt, extra_columns=columns)
-        if rej_path:
-            tmp = stack.enter_context(atomic_path(rej_path))
-            tmp.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejects),
-                           encoding="utf-8")
-        tmp = stack.enter_context(atomic_path(man_path))
-        tmp.write_bytes(dumps_manifest(manifest))
+    write_outputs(lambda: write_subset(selection.take(pool), out, out_format=fmt, extra_columns=columns),
+                  man_path, manifest, rej_path, rejects)
     return WriteResult(out, man_path, rej_path, manifest)
 
 

@@ -10,7 +10,6 @@ one side of a split), `_synthetic: true` and `_aug_ops`; original rows get
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -394,14 +393,10 @@ def write_augmented(pool: Dataset, result: AugmentResult, out: str | Path, *, pa
                     command: str = "augment") -> dict[str, Any]:
     """Write the rows (input's format) and `<stem>.manifest.json`, atomically; nothing on error."""
     from thresher import __version__
-    from thresher.data.manifest import dumps_manifest, manifest_path, rejects_path
-    from thresher.data.writers import atomic_path, check_output_path, output_format_for, write_subset
+    from thresher.data.manifest import output_paths, write_outputs
+    from thresher.data.writers import output_format_for, write_subset
 
-    out = Path(out)
-    man_path = manifest_path(out)
-    rej_path = rejects_path(out) if rejects else None
-    for target in [out, man_path] + ([rej_path] if rej_path else []):
-        check_output_path(target, [pool.source.path], overwrite)
+    out, man_path, rej_path = output_paths(Path(out), pool, overwrite, with_rejects=bool(rejects))
     fmt = output_format_for(out, pool.source.file_format, out_format)
     manifest = {
         "thresher_version": __version__, "command": command,
@@ -414,12 +409,6 @@ def write_augmented(pool: Dataset, result: AugmentResult, out: str | Path, *, pa
     if rej_path:
         manifest["rejects_file"] = str(rej_path)
     writer_ds = Dataset(result.table, pool.source, raw=result.raw)
-    with ExitStack() as stack:
-        write_subset(writer_ds, out, out_format=fmt, extra_columns=result.columns)
-        if rej_path:
-            tmp = stack.enter_context(atomic_path(rej_path))
-            tmp.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejects),
-                           encoding="utf-8")
-        tmp = stack.enter_context(atomic_path(man_path))
-        tmp.write_bytes(dumps_manifest(manifest))
+    write_outputs(lambda: write_subset(writer_ds, out, out_format=fmt, extra_columns=result.columns),
+                  man_path, manifest, rej_path, rejects)
     return {"output": out, "manifest": man_path, "rejects": rej_path, "format": fmt, "manifest_data": manifest}

@@ -392,23 +392,16 @@ def write_generated(pool, result: GenerationResult, out, *, only_new: bool = Fal
                     overwrite: bool = False, seed: int | None = None, command: str = "generate") -> dict[str, Any]:
     """Write pool + kept rows (or only the new ones) in the pool's format, atomically, with a
     `<stem>.manifest.json`; returns the manifest."""
-    from contextlib import ExitStack
     from pathlib import Path
 
-    from thresher.data.manifest import dumps_manifest, manifest_path
-    from thresher.data.writers import atomic_path, check_output_path, output_format_for
+    from thresher.data.manifest import output_paths, write_outputs
+    from thresher.data.writers import output_format_for
 
-    out = Path(out)
-    man_path = manifest_path(out)
-    for target in (out, man_path):
-        check_output_path(target, [pool.source.path], overwrite)
+    out, man_path, _ = output_paths(Path(out), pool, overwrite)
     fmt = output_format_for(out, pool.source.file_format, out_format)
     records = synthetic_records(pool, result.params["by"], result.rows, result.generator)
     manifest = _manifest(pool, result, out, fmt, records, only_new, seed, command)
-    with ExitStack() as stack:
-        _write_rows(pool, records, out, fmt, only_new)
-        tmp = stack.enter_context(atomic_path(man_path))
-        tmp.write_bytes(dumps_manifest(manifest))
+    write_outputs(lambda: _write_rows(pool, records, out, fmt, only_new), man_path, manifest)
     return manifest
 
 

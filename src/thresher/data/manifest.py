@@ -21,6 +21,36 @@ def rejects_path(out: Path) -> Path:
     return out.with_name(f"{stem}.rejects.jsonl")
 
 
+def output_paths(out: Path, pool: Dataset, overwrite: bool, with_rejects: bool = False
+                 ) -> tuple[Path, Path, Path | None]:
+    """(data, manifest, rejects or None) paths of an output, each checked: none may be the
+    input, and none may exist unless `overwrite`."""
+    from thresher.data.writers import check_output_path
+
+    man_path = manifest_path(out)
+    rej_path = rejects_path(out) if with_rejects else None
+    for target in [out, man_path] + ([rej_path] if rej_path else []):
+        check_output_path(target, [pool.source.path], overwrite)
+    return out, man_path, rej_path
+
+
+def write_outputs(write_data, man_path: Path, manifest: dict[str, Any], rej_path: Path | None = None,
+                  rejects: list | None = None) -> None:
+    """Write the data (`write_data()`, atomic itself), the rejects and the manifest, each atomically."""
+    from contextlib import ExitStack
+
+    from thresher.data.writers import atomic_path
+
+    with ExitStack() as stack:
+        write_data()
+        if rej_path:
+            tmp = stack.enter_context(atomic_path(rej_path))
+            tmp.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejects),
+                           encoding="utf-8")
+        tmp = stack.enter_context(atomic_path(man_path))
+        tmp.write_bytes(dumps_manifest(manifest))
+
+
 def build_manifest(pool: Dataset, selection: Selection, out: Path, out_format: str, *,
                    command: str, budget: dict | None = None, rejects: int = 0,
                    rejects_file: Path | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
