@@ -9,6 +9,7 @@ import typer
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, console, print_json, read_input,
                                  split_list)
+from thresher.cli.common import JsonOpt, QuietOpt
 from thresher.errors import UsageError
 
 TRAJECTORY = "trajectory.json"
@@ -54,8 +55,8 @@ def register(app: typer.Typer) -> None:
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Active learning: --simulate compares strategies with labels as oracle; --state runs one interactive round."""
         seed_given, seed = seed, (0 if seed is None else seed)

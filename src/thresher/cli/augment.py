@@ -8,6 +8,7 @@ import typer
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
+from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -29,11 +30,11 @@ def register(app: typer.Typer) -> None:
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
-        output_format: Optional[str] = typer.Option(None, "--output-format", help="jsonl|json|csv|parquet|hf"),
+        output_format: Optional[str] = OutputFormatOpt,
         on_error: str = OnErrorOpt,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        overwrite: bool = OverwriteOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Augment rows with EDA (synonyms from the bundled WordNet 3.0); augmented rows carry
         _source_id (their group), _synthetic and _aug_ops; pool duplicates are dropped."""

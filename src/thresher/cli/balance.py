@@ -9,6 +9,7 @@ import typer
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
+from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
 from thresher.errors import UsageError
 
 
@@ -65,11 +66,11 @@ def register(app: typer.Typer) -> None:
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
-        output_format: Optional[str] = typer.Option(None, "--output-format", help="jsonl|json|csv|parquet|hf"),
+        output_format: Optional[str] = OutputFormatOpt,
         on_error: str = OnErrorOpt,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        overwrite: bool = OverwriteOpt,
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Repair class imbalance: random over-sampling, (diverse) under-sampling, hybrid, or a _weight column.
 

@@ -16,6 +16,10 @@ err_console = Console(stderr=True, highlight=False)
 FormatOpt = typer.Option(None, "--format", help="Record format: alpaca|sharegpt|messages|prompt_completion|text (default: detect).")
 FieldMapOpt = typer.Option(None, "--field-map", help="Rename fields a format reads, e.g. instruction=question,output=answer.")
 InputFormatOpt = typer.Option(None, "--input-format", help="File format: jsonl|json|csv|parquet|hf (default: from the path).")
+OutputFormatOpt = typer.Option(None, "--output-format", help="jsonl|json|csv|parquet|hf")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
+JsonOpt = typer.Option(False, "--json", help="Print the summary as JSON.")
+QuietOpt = typer.Option(False, "--quiet", "-q")
 OnErrorOpt = typer.Option("raise", "--on-error", help="raise: stop at the first bad row; skip: skip bad rows and write them to <output>.rejects.jsonl.")
 
 

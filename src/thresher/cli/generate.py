@@ -9,6 +9,7 @@ import typer
 
 from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, err_console, \
     print_json, read_input
+from thresher.cli.common import QuietOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +42,7 @@ def register(app: typer.Typer) -> None:
         on_error: str = OnErrorOpt,
         overwrite: bool = typer.Option(False, "--overwrite"),
         as_json: bool = typer.Option(False, "--json"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Generate new rows for thin categories with a local LM; keep only validated ones (marked _synthetic).
 

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from thresher.cli.common import console, print_json
+from thresher.cli.common import QuietOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
         no_figures: bool = typer.Option(False, "--no-figures", help="Do not also write PNGs to <stem>_figures/."),
         overwrite: bool = typer.Option(False, "--overwrite"),
         as_json: bool = typer.Option(False, "--json"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Write an HTML report: categories, scores, embedding map, trace, representativeness, evaluation."""
         from thresher.errors import UsageError

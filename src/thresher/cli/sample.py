@@ -8,6 +8,7 @@ import typer
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
+from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
 from thresher.core.budget import Budget
 from thresher.errors import UsageError
 
@@ -72,12 +73,12 @@ def register(app: typer.Typer) -> None:
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
-        output_format: Optional[str] = typer.Option(None, "--output-format", help="jsonl|json|csv|parquet|hf"),
+        output_format: Optional[str] = OutputFormatOpt,
         on_error: str = OnErrorOpt,
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        overwrite: bool = OverwriteOpt,
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the sample here."),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        as_json: bool = JsonOpt,
+        quiet: bool = QuietOpt,
     ) -> None:
         """Draw a probability sample (random, stratified, cluster, systematic, PPS) and write it with a manifest."""
         from thresher.api import attach_features, attach_kmeans, make_design, write_selection

@@ -9,6 +9,7 @@ import yaml
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
+from thresher.cli.common import QuietOpt
 from thresher.errors import UsageError
 
 
@@ -82,7 +83,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite"),
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the subset here."),
         as_json: bool = typer.Option(False, "--json"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Select rows with an LLM-data selector and write them with a manifest and trace."""
         from thresher.api import write_selection
@@ -129,7 +130,7 @@ def register(app: typer.Typer) -> None:
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report here (default: the "
                                                                      "recipe's `report:` path, if any)."),
         as_json: bool = typer.Option(False, "--json"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = QuietOpt,
     ) -> None:
         """Run a recipe: featurize as needed, apply the steps in order, write subset + manifest + trace."""
         from thresher.api import run_recipe

@@ -9,6 +9,7 @@ import numpy as np
 import typer
 
 from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, console, print_json, read_input
+from thresher.cli.common import QuietOpt
 from thresher.errors import UsageError
 
 
@@ -130,7 +131,7 @@ def register(app: typer.Typer) -> None:
         input_format: Optional[str] = InputFormatOpt,
         overwrite: bool = typer.Option(False, "--overwrite"),
         as_json: bool = typer.Option(False, "--json"),
-        quiet: bool = typer.Option(False, "--quiet", "-q"),
+        quiet: bool = QuietOpt,
     ) -> None:
         """LoRA fine-tune a causal LM on DATA, evaluate on held-out rows, save the adapter."""
         from thresher.data.writers import check_output_path
