@@ -58,8 +58,9 @@ import pyarrow.compute as pc
 from scipy import stats
 
 from thresher.core.rng import make_rng
-from thresher.data.dataset import MISSING_LABEL, Dataset
+from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
+from thresher.sampling.strata import row_labels
 
 __all__ = ["CategoryShare", "CheckReport", "FieldCheck", "check_representativeness", "ks_statistic", "psi", "smd"]
 
@@ -269,13 +270,8 @@ def _text_kind(pool: Dataset, name: str, skipped: list[str]) -> str | None:
 
 
 def _labels(ds: Dataset, names: list[str]) -> pa.Array:
-    """Category label per row (nulls are "(missing)"; several fields are joined "a|b")."""
-    parts = []
-    for name in names:
-        col = ds.table.column(name).combine_chunks()
-        col = col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
-        parts.append(pc.fill_null(pc.cast(col, pa.large_string()), MISSING_LABEL))
-    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, pa.scalar("|", pa.large_string()))
+    """Category label per row, as stratum labels (nulls are "<null>"; several fields are joined "a|b")."""
+    return row_labels(ds.table, names)
 
 
 def _weights(weights, n: int) -> np.ndarray | None:

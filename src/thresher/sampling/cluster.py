@@ -14,6 +14,7 @@ from thresher.errors import UsageError
 from thresher.sampling._common import (Design, budget_rows, check_choice, check_field_name, check_int,
                                        check_random_state, check_without_replacement, label_array,
                                        numeric_column, srs_within_groups)
+from thresher.sampling.strata import strata
 
 
 @dataclass
@@ -70,7 +71,8 @@ class ClusterSampler(Design):
         """Clusters, rows per chosen cluster and the number of clusters to choose."""
         n = budget_rows(budget, len(ds))
         check_without_replacement(n, len(ds))
-        codes, labels = ds.categorical([self.cluster_by])
+        cells = strata(ds, [self.cluster_by])
+        codes, labels = cells.codes, cells.labels
         sizes = np.bincount(codes, minlength=len(labels))
         take = sizes if self.stages == 1 else np.minimum(sizes, self.rows_per_cluster)
         m = 0

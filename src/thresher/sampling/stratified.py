@@ -16,6 +16,7 @@ from thresher.sampling._common import (Design, budget_rows, check_choice, check_
                                        check_random_state, check_without_replacement, label_array,
                                        grouped_order, numeric_column, srs_within_groups)
 from thresher.sampling.allocation import ALLOCATIONS, allocate, allocation_weights
+from thresher.sampling.strata import Strata, strata
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ class StratumPlan:
 class StratifiedSampler(Design):
     """Stratified simple random sampling.
 
-    Cells are the observed combinations of the `by` fields (labelled "a|b").
+    Cells are the observed combinations of the `by` fields (keyed by the
+    tuple of values, labelled "a|b"; see `thresher.sampling.strata`).
     `allocation` splits the budget (see `thresher.sampling.allocation`):
     proportional, equal, neyman (n_h ∝ N_h·S_h, with S_h the per-stratum sd
     of `variance_of` or given in `sd`) or optimal (n_h ∝ N_h·S_h/sqrt(c_h),
-    with `cost` per row). Every cell gets between `min_per_stratum` and
+    with c_h given per stratum in `cost`, or the mean of the numeric field
+    `cost_of` over the stratum's rows). Every cell gets between `min_per_stratum` and
     `max_per_stratum` rows and never more than it has; the total is exactly n.
     Within a cell, rows are a simple random sample: pi_h = n_h/N_h.
 
@@ -62,13 +65,14 @@ class StratifiedSampler(Design):
 
     def __init__(self, by: str | list[str], allocation: str = "proportional", variance_of: str | None = None,
                  sd: dict[str, float] | None = None, cost: dict[str, float] | None = None,
-                 min_per_stratum: int = 0, max_per_stratum: int | None = None, thin: str = "take-all",
+                 cost_of: str | None = None, min_per_stratum: int = 0, max_per_stratum: int | None = None, thin: str = "take-all",
                  random_state: int | np.random.Generator | None = None):
         self.by = by
         self.allocation = allocation
         self.variance_of = variance_of
         self.sd = sd
         self.cost = cost
+        self.cost_of = cost_of
         self.min_per_stratum = min_per_stratum
         self.max_per_stratum = max_per_stratum
         self.thin = thin
@@ -89,11 +93,13 @@ class StratifiedSampler(Design):
                                  f"(per-stratum sd from the data) or sd={{stratum: sd}}")
         elif self.variance_of is not None or self.sd is not None:
             raise UsageError("variance_of / sd are only used by allocation='neyman' or 'optimal'")
-        if self.allocation == "optimal" and self.cost is None:
-            raise UsageError("allocation='optimal' needs cost={stratum: cost per row}; "
+        check_field_name("cost_of", self.cost_of, allow_none=True)
+        if self.allocation == "optimal" and (self.cost is None) == (self.cost_of is None):
+            raise UsageError("allocation='optimal' needs exactly one of cost={stratum: cost per row} or "
+                             "cost_of=FIELD (a per-row cost; its stratum mean is c_h); "
                              "with equal costs use allocation='neyman'")
-        if self.allocation != "optimal" and self.cost is not None:
-            raise UsageError("cost is only used by allocation='optimal'")
+        if self.allocation != "optimal" and (self.cost is not None or self.cost_of is not None):
+            raise UsageError("cost / cost_of are only used by allocation='optimal'")
         check_int("min_per_stratum", self.min_per_stratum, 0)
         check_int("max_per_stratum", self.max_per_stratum, 1, allow_none=True)
         if self.max_per_stratum is not None and self.max_per_stratum < self.min_per_stratum:
@@ -111,9 +117,10 @@ class StratifiedSampler(Design):
         """Cells, thin-cell handling and the integer allocation for this pool."""
         n = budget_rows(budget, len(ds))
         check_without_replacement(n, len(ds))
-        codes, labels = ds.categorical(self.fields)
-        cells = Cells(codes, labels, self._moments(ds, codes, len(labels)), self._given(self.sd, labels, "sd"),
-                      self._given(self.cost, labels, "cost"))
+        cells_of = strata(ds, self.fields)
+        codes, labels = cells_of.codes, cells_of.labels
+        cells = Cells(codes, labels, self._moments(ds, codes, len(labels)), self._given(self.sd, cells_of, "sd"),
+                      self._cost(ds, cells_of))
         collapsed: list[dict] = []
         if self.thin == "collapse":
             collapsed = _collapse_thin(cells, ds, self.fields, lambda c: self._thin_mask(c, n))
@@ -158,18 +165,26 @@ class StratifiedSampler(Design):
                          np.bincount(c, weights=v, minlength=n_cells),
                          np.bincount(c, weights=v * v, minlength=n_cells)], axis=1)
 
-    def _given(self, values: dict | None, labels: list[str], what: str) -> np.ndarray | None:
+    def _given(self, values: dict | None, cells_of: Strata, what: str) -> np.ndarray | None:
         if values is None:
             return None
-        missing = [lab for lab in labels if lab not in values]
-        if missing:
-            raise UsageError(f"{what} has no value for stratum {missing[0]!r}"
-                             f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
-                             f"give one for every stratum: {', '.join(map(repr, labels[:10]))}")
-        unknown = sorted(set(map(str, values)) - set(labels))
+        known = set(cells_of.labels) | set(cells_of.keys) | {k[0] for k in cells_of.keys if len(k) == 1}
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
             log.warning("%s names strata not in the data: %s", what, ", ".join(unknown[:10]))
-        return np.array([float(values[lab]) for lab in labels])
+        return cells_of.lookup(values, what)
+
+    def _cost(self, ds: Dataset, cells_of: Strata) -> np.ndarray | None:
+        """c_h: given per stratum, or the mean of `cost_of` over the stratum's rows."""
+        if self.cost_of is None:
+            return self._given(self.cost, cells_of, "cost")
+        c = numeric_column(ds, self.cost_of, "cost_of")
+        if (c <= 0).any():
+            row = int(np.flatnonzero(c <= 0)[0])
+            raise UsageError(f"{ds.source.path}: field '{self.cost_of}' (cost_of) must be a positive cost per row; "
+                             f"row {row + 1} has {c[row]:g}")
+        size = np.bincount(cells_of.codes, minlength=len(cells_of.labels))
+        return np.bincount(cells_of.codes, weights=c, minlength=len(size)) / size
 
     # -- drawing -------------------------------------------------------------
     def inclusion_probabilities(self, ds: Dataset, budget: int | Budget) -> np.ndarray:
@@ -330,4 +345,4 @@ def _cell_field_codes(cells: Cells, ds: Dataset, fields: list[str]) -> np.ndarra
         return np.arange(len(cells.labels0))[:, None]
     order = grouped_order(cells.codes0, len(cells.labels0))
     first = order[np.concatenate(([0], np.cumsum(cells.sizes0)[:-1]))]
-    return np.stack([ds.categorical([f])[0][first] for f in fields], axis=1)
+    return np.stack([strata(ds, [f]).codes[first] for f in fields], axis=1)

@@ -11,9 +11,10 @@ import pyarrow.compute as pc
 from thresher.core.budget import Budget
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
+from thresher.errors import UsageError
 from thresher.sampling._common import (Design, budget_rows, check_field_name, check_random_state,
                                        check_without_replacement)
-from thresher.errors import UsageError
+from thresher.sampling.strata import strata
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,8 @@ def _ordered_values(ds: Dataset, field: str, order: np.ndarray) -> np.ndarray:
     if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ):
         x = ds.numeric(field)[order]
         return np.where(np.isfinite(x), x, np.nanmean(x) if np.isfinite(x).any() else 0.0)
-    codes, labels = ds.categorical([field])
+    cells = strata(ds, [field])
+    codes, labels = cells.codes, cells.labels
     codes = codes[order]
     top = np.argsort(-np.bincount(codes, minlength=len(labels)), kind="stable")[:TOP_CATEGORIES]
     return codes[:, None] == top[None, :]
