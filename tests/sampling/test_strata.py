@@ -101,3 +101,13 @@ def test_strata_are_independent_of_row_order(names):
     perm = rng.permutation(200)
     a, b = strata(Dataset.from_table(table), names), strata(Dataset.from_table(table.take(perm)), names)
     assert a.labels == b.labels and np.array_equal(a.codes[perm], b.codes)
+
+
+def test_mixture_tasks_and_balance_classes_use_the_same_strata():
+    from thresher.balance.resample import Balance
+    from thresher.selection.mixture import MixtureSelector
+
+    ds = Dataset.from_table(pa.table({"task": ["missing", None, "(missing)"] * 4, "lang": ["a|b", "a", "a"] * 4,
+                                      "sub": ["c", "b|c", "b|c"] * 4}))
+    assert MixtureSelector(by="task")._tasks(ds, None)[1] == ["(missing)", "<null>", "missing"]
+    assert Balance(by=["lang", "sub"]).classes(ds).labels == ["a\\|b|c", "a|b\\|c"]

@@ -40,6 +40,7 @@ from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.sampling._common import Design, check_choice, check_number, check_random_state, srs_within_groups
+from thresher.sampling.strata import strata
 
 STRATEGIES = ("oversample", "undersample", "hybrid", "weights")
 HYBRID_TARGETS = ("median", "mean")
@@ -279,7 +280,8 @@ class Balance(Design):
         return [self.embedding] if self.diverse else []
 
     def classes(self, ds: Dataset) -> _Classes:
-        codes, labels = ds.categorical(self.fields)
+        cells = strata(ds, self.fields)  # tuple keys: null and "a|b" values cannot collide
+        codes, labels = cells.codes, cells.labels
         return _Classes(codes, labels, np.bincount(codes, minlength=len(labels)))
 
     def targets(self, classes: _Classes) -> np.ndarray:

@@ -31,6 +31,7 @@ from thresher.errors import UsageError
 from thresher.sampling._common import (Design, budget_rows, check_field_name, check_number, check_random_state,
                                        grouped_order)
 from thresher.sampling.allocation import largest_remainder, water_fill
+from thresher.sampling.strata import strata
 from thresher.selection.deita import token_counts
 
 PROPORTIONS = ("proportional", "equal", "temperature")
@@ -121,7 +122,8 @@ class MixtureSelector(Design):
                 raise UsageError(f"feature '{self.by}' must hold one task per row ({len(ds)}), got {values.shape}")
             uniques, codes = np.unique(values.astype(str), return_inverse=True)
             return codes.astype(np.int64), uniques.tolist()
-        return ds.categorical([self.by])
+        tasks = strata(ds, [self.by])  # null is its own task, apart from any literal
+        return tasks.codes, tasks.labels
 
     def _task(self, ds: Dataset, features: dict[str, np.ndarray] | None, rows: np.ndarray, amount: int,
               tokens: np.ndarray | None, rng: np.random.Generator) -> tuple:
