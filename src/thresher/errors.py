@@ -37,3 +37,8 @@ class UsageError(ThresherError):
 
 class OutputExistsError(ThresherError):
     """The output exists and --overwrite was not given."""
+
+
+class OutputError(ThresherError):
+    """An output that may not be written there (it is the input, a device, a foreign
+    folder...) or that the system refused to write (disk full, read-only, no permission)."""

@@ -7,11 +7,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from thresher.cli.terminal import escape_data, printable, printable_json  # noqa: F401  (the escaping chokepoint)
 from thresher.data.formats import parse_field_map
 from thresher.data.readers import ReadResult, read_dataset
 
-console = Console(stderr=False, highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False)
+# emoji=False: a label like ":warning:" must print as written, not as an emoji.
+# Strings from the data still go through `escape_data` (markup, controls).
+console = Console(stderr=False, highlight=False, soft_wrap=True, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 FormatOpt = typer.Option(None, "--format", help="Record format: alpaca|sharegpt|messages|prompt_completion|text (default: detect).")
 FieldMapOpt = typer.Option(None, "--field-map", help="Rename fields a format reads, e.g. instruction=question,output=answer.")
@@ -34,4 +37,5 @@ def read_input(path: str, record_format: Optional[str], field_map: Optional[str]
 
 
 def print_json(data) -> None:
-    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """`data` as JSON on stdout; characters a terminal would act on are \\u-escaped."""
+    typer.echo(printable_json(json.dumps(data, indent=2, ensure_ascii=False)))

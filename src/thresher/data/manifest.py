@@ -21,17 +21,29 @@ def rejects_path(out: Path) -> Path:
     return out.with_name(f"{stem}.rejects.jsonl")
 
 
-def output_paths(out: Path, pool: Dataset, overwrite: bool, with_rejects: bool = False
-                 ) -> tuple[Path, Path, Path | None]:
-    """(data, manifest, rejects or None) paths of an output, each checked: none may be the
-    input, and none may exist unless `overwrite`."""
-    from thresher.data.writers import check_output_path
+def output_paths(out: Path, pool: Dataset, overwrite: bool, with_rejects: bool = False,
+                 out_format: str | None = None) -> tuple[Path, Path, Path | None]:
+    """(data, manifest, rejects or None) paths of an output, each checked against the
+    output-path policy (`thresher.data.paths`): none may be or hold the input, and
+    none may exist unless `overwrite`."""
+    from thresher.data.paths import check_output_path
 
+    out = Path(out)
+    check_output_path(out, [pool.source.path], overwrite, kind=_output_kind(out, pool, out_format))
     man_path = manifest_path(out)
     rej_path = rejects_path(out) if with_rejects else None
-    for target in [out, man_path] + ([rej_path] if rej_path else []):
-        check_output_path(target, [pool.source.path], overwrite)
+    for target in [man_path] + ([rej_path] if rej_path else []):
+        check_output_path(target, [pool.source.path], overwrite, kind="file")
     return out, man_path, rej_path
+
+
+def _output_kind(out: Path, pool: Dataset, out_format: str | None) -> str | None:
+    """"hf" or "file" when known; None (decided at the write) when only a bare path was given."""
+    from thresher.data.writers import output_format_for
+
+    if out_format is None and out.suffix == "":
+        return None
+    return "hf" if output_format_for(out, pool.source.file_format, out_format) == "hf" else "file"
 
 
 def write_outputs(write_data, man_path: Path, manifest: dict[str, Any], rej_path: Path | None = None,

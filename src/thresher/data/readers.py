@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +89,13 @@ def read_dataset(path: str | Path, *, file_format: str | None = None, record_for
     if on_error not in ("raise", "skip"):
         raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
     path = Path(path)
-    if not path.exists():
-        raise InputError(str(path), "no such file or directory")
-    fmt = detect_file_format(path, file_format)
-    loaded = {"jsonl": _load_jsonl, "json": _load_json, "csv": _load_csv,
-              "parquet": _load_parquet, "hf": _load_hf}[fmt](path, on_error)
+    _check_input_path(path)
+    try:
+        fmt = detect_file_format(path, file_format)
+        loaded = {"jsonl": _load_jsonl, "json": _load_json, "csv": _load_csv,
+                  "parquet": _load_parquet, "hf": _load_hf}[fmt](path, on_error)
+    except OSError as err:  # EACCES, EIO, a file removed while reading...
+        raise InputError(str(err.filename or path), f"cannot read ({err.strerror or err})") from None
     field_map = field_map or {}
     if loaded.table.num_rows == 0 and not loaded.problems:
         raise InputError(str(path), "no records (the input is empty)")
@@ -124,6 +127,23 @@ def read_dataset(path: str | Path, *, file_format: str | None = None, record_for
     ids = given_ids(table).cast(pa.string()) if "id" in table.column_names else None
     ds = Dataset(table, source, ids=ids, raw=raw, origin_rows=origin)
     return ReadResult(ds, rejects)
+
+
+def _check_input_path(path: Path) -> None:
+    """A regular file or a folder; anything else (a FIFO would block forever
+    waiting for a writer, a device never ends) is refused up front."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(str(path), "no such file or directory") from None
+    except OSError as err:
+        raise InputError(str(path), f"cannot read ({err.strerror or err})") from None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    raise InputError(str(path), f"{kind}, not a regular file; save the data to a file and read that")
 
 
 def _with_unit(reason: str, unit: str, origin: np.ndarray) -> str:
@@ -281,7 +301,7 @@ def _load_jsonl_slow(path: Path, buf: bytes, sha: str, starts: np.ndarray, ends:
         chunk = buf[s:e]
         if not chunk.strip():
             continue
-        reason = None
+        reason, bad_field = None, None
         try:
             text = chunk.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -295,10 +315,12 @@ def _load_jsonl_slow(path: Path, buf: bytes, sha: str, starts: np.ndarray, ends:
                     reason = f"expected a JSON object per line, got {_json_kind(obj)}"
                 elif _depth(obj) > MAX_DEPTH:
                     reason = f"nesting deeper than {MAX_DEPTH} levels"
+                elif _SURROGATE_ESCAPE.search(chunk):
+                    reason, bad_field = _surrogate_problem(obj)
             except ValueError as err:
                 reason = str(err)
         if reason is not None:
-            problems.append(Problem(line_no, None, reason))
+            problems.append(Problem(line_no, bad_field, reason))
             raw_text[line_no] = chunk.decode("utf-8", "replace")
             continue
         records.append(obj)
@@ -311,6 +333,47 @@ def _load_jsonl_slow(path: Path, buf: bytes, sha: str, starts: np.ndarray, ends:
     mask = np.array([o not in bad for o in origin], dtype=bool)
     raw = RawRecords(buf, starts[keep_arr][mask], ends[keep_arr][mask])
     return _Loaded(table, np.asarray(origin, dtype=np.int64)[mask], "line", raw, sha, problems, raw_text)
+
+
+# A JSON \uD800-\uDFFF escape. Valid pairs decode to one character; what is left
+# after json.loads is a lone surrogate, which no UTF-8 file (or Arrow string) can hold.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_problem(obj) -> tuple[str | None, str | None]:
+    """(reason, field) for the first lone surrogate in a parsed record, else (None, None).
+
+    Such rows are refused rather than passed through: their text cannot be
+    featurized, written as UTF-8 or printed, so every later step would fail.
+    """
+    found = _find_surrogate(obj, "")
+    if found is None:
+        return None, None
+    where, char = found
+    return (f"field '{where}' holds a lone surrogate \\u{ord(char):04x} (a JSON escape that is not valid "
+            "Unicode; fix the program that wrote the file)"), where
+
+
+def _find_surrogate(value, where: str) -> tuple[str, str] | None:
+    if isinstance(value, str):
+        hit = _SURROGATE.search(value)
+        return (where, hit.group()) if hit else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else key
+            hit = _SURROGATE.search(key)
+            if hit:
+                return inner, hit.group()
+            found = _find_surrogate(item, inner)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_surrogate(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
 
 
 def _depth(obj, level: int = 1) -> int:
@@ -412,11 +475,15 @@ def _load_json(path: Path, on_error: str) -> _Loaded:
     if not isinstance(doc, list):
         raise InputError(str(path), f"a JSON document must be a list of records (objects), got {_json_kind(doc)}")
     problems, records, origin = [], [], []
+    escapes = _SURROGATE_ESCAPE.search(buf) is not None
     for i, rec in enumerate(doc, start=1):
+        surrogate = _surrogate_problem(rec) if escapes and isinstance(rec, dict) else (None, None)
         if not isinstance(rec, dict):
             problems.append(Problem(i, None, f"expected an object, got {_json_kind(rec)}"))
         elif _depth(rec) > MAX_DEPTH:
             problems.append(Problem(i, None, f"nesting deeper than {MAX_DEPTH} levels"))
+        elif surrogate[0] is not None:
+            problems.append(Problem(i, surrogate[1], surrogate[0]))
         else:
             records.append(rec)
             origin.append(i)
@@ -494,7 +561,7 @@ def hf_data_files(path: Path) -> list[Path]:
     state = path / "state.json"
     if state.exists():
         try:
-            names = [f["filename"] for f in json.loads(state.read_text())["_data_files"]]
+            names = [str(f["filename"]) for f in json.loads(state.read_text())["_data_files"]]
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(str(state), f"not a HF datasets state.json ({err})") from None
         return [path / n for n in names]
@@ -507,6 +574,9 @@ def _load_hf(path: Path, on_error: str) -> _Loaded:
         raise InputError(str(path), "HF dataset folder without .arrow data files")
     digest, tables = hashlib.sha256(), []
     for f in files:
+        if not f.is_file():
+            raise InputError(str(path), f"data file {f.name!r} listed in state.json is missing "
+                                        "(an incomplete copy of a save_to_disk folder?)")
         data = f.read_bytes()
         digest.update(data)
         try:

@@ -9,17 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from thresher.data.dataset import Dataset
-from thresher.errors import OutputExistsError, UsageError
+from thresher.data.paths import atomic_path, check_output_path, write_bytes_atomic  # noqa: F401  (re-exported)
+from thresher.errors import UsageError
 
 OUTPUT_FORMATS = ("jsonl", "json", "csv", "parquet", "hf")
 
@@ -38,55 +35,6 @@ def output_format_for(path: Path, input_format: str, explicit: str | None = None
     if suffix == "" and input_format in ("hf", "memory"):
         return "hf" if input_format == "hf" else "jsonl"
     return input_format if input_format != "memory" else "jsonl"
-
-
-def check_output_path(out: Path, inputs: list[str], overwrite: bool) -> None:
-    """Refuse to clobber an existing output (without --overwrite) or any input."""
-    resolved = out.resolve()
-    for inp in inputs:
-        if inp and Path(inp).exists() and Path(inp).resolve() == resolved:
-            raise UsageError(f"{out}: the output would overwrite the input; choose another path")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
-
-
-@contextmanager
-def atomic_path(target: Path):
-    """Yield a temp path next to `target`; on success it replaces `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        if tmp_path.is_file():  # mkstemp makes 0600 files; outputs get the usual umask mode
-            os.chmod(tmp_path, 0o666 & ~_umask())
-        if target.is_dir() and not tmp_path.is_dir():
-            shutil.rmtree(target)
-        if tmp_path.is_dir() and target.exists():
-            backup = target.with_name(f".{target.name}.old")
-            os.replace(target, backup)
-            os.replace(tmp_path, target)
-            shutil.rmtree(backup, ignore_errors=True) if backup.is_dir() else backup.unlink()
-        else:
-            os.replace(tmp_path, target)
-    except BaseException:
-        if tmp_path.is_dir():
-            shutil.rmtree(tmp_path, ignore_errors=True)
-        else:
-            tmp_path.unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
 
 
 def write_subset(ds: Dataset, out: Path, *, out_format: str | None = None,
