@@ -47,9 +47,10 @@ def test_jsonl_errors_name_line_and_field(tmp_path, lines, expected):
 
 def test_unknown_role_messages(tmp_path):
     rows = [{"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]},
-            {"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]}]
+            {"messages": [{"role": "user", "content": "x"}, {"role": "robot", "content": "y"}]}]
     msg = _err(_jsonl(tmp_path, "\n".join(json.dumps(r) for r in rows)))
-    assert msg.endswith("data.jsonl:2: field 'messages[1].role' has unknown role 'tool' (expected system, user, assistant)")
+    assert msg.endswith("data.jsonl:2: field 'messages[1].role' has unknown role 'robot' "
+                        "(expected system, developer, user, assistant, tool, function)")
 
 
 def test_unknown_role_sharegpt(tmp_path):

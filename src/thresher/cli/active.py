@@ -7,8 +7,8 @@ from typing import Any, Optional
 
 import typer
 
-from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, console, print_json, read_input,
-                                 split_list)
+from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, console, escape_data, print_json,
+                                 read_input, split_list)
 from thresher.cli.common import JsonOpt, QuietOpt
 from thresher.errors import UsageError
 
@@ -135,7 +135,7 @@ def _simulate(pool, sim, label_field: str, min_count: int, out_dir: Path, cache,
         print_json(summary)
     elif not quiet:
         print_budget_table(traj)
-        console.print(f"trajectory -> {traj_path}; learning curve -> {png_path}")
+        console.print(f"trajectory -> {escape_data(traj_path)}; learning curve -> {escape_data(png_path)}")
 
 
 def _lm_learner(pool, keep, label_set: list[str], model: Optional[str], C: float, silent: bool):
@@ -179,8 +179,8 @@ def print_budget_table(traj: dict[str, Any]) -> None:
 
     names = list(traj["strategies"])
     first = traj["strategies"][names[0]]
-    table = Table("labels", *names, title=f"{traj['metric']} on held-out rows (mean ± 95% CI over "
-                                          f"{len(first['seeds'])} seeds)")
+    title = f"{escape_data(traj['metric'])} on held-out rows (mean ± 95% CI over {len(first['seeds'])} seeds)"
+    table = Table("labels", *map(escape_data, names), title=title)
     for j in budget_rows(first["labeled"]):
         cells = []
         for name in names:
@@ -332,8 +332,9 @@ def _print_round(s: dict) -> None:
     if s["unanswered"]:
         console.print(f"{s['unanswered']} rows of the last batch came back unlabeled; they stay in the pool")
     if s["batch"]:
-        console.print(f"next batch: {s['batch']} rows -> {s['output']}  (state: {s['state']})")
+        console.print(f"next batch: {s['batch']} rows -> {escape_data(s['output'])}  "
+                      f"(state: {escape_data(s['state'])})")
     else:
-        console.print(f"no rows left to ask for (state: {s['state']})")
+        console.print(f"no rows left to ask for (state: {escape_data(s['state'])})")
     if s["stopped_reason"]:
-        console.print(f"[yellow]stopping rule fired[/]: {s['stopped_reason']}")
+        console.print(f"[yellow]stopping rule fired[/]: {escape_data(s['stopped_reason'])}")

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
-                                 read_input, split_list)
+from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, escape_data,
+                                 print_json, read_input, split_list)
 from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
 
 
@@ -62,7 +62,7 @@ def _print_summary(s: dict) -> None:
 
     console.print(f"augmented {s['rows_augmented']} of {s['rows_in']} rows: {s['augmented_rows']} new rows "
                   f"(asked {s['requested']}, acceptance {s['acceptance'] if s['acceptance'] is not None else '-'}) "
-                  f"-> {s['output']}  (manifest: {s['manifest']})")
+                  f"-> {escape_data(s['output'])}  (manifest: {escape_data(s['manifest'])})")
     console.print(f"dropped: {s['dropped_exact_pool_duplicates']} exact duplicates of pool rows, "
                   f"{s['dropped_duplicate_augmented']} repeats among augmented rows, "
                   f"{s['dropped_near_duplicates']} near-duplicates; "
@@ -70,9 +70,9 @@ def _print_summary(s: dict) -> None:
     if s["short_rows"]:
         console.print(f"{s['short_rows']} rows got fewer than asked:")
         for reason, count in list(s["reasons"].items())[:5]:
-            console.print(f"  {count} x {reason}")
+            console.print(f"  {count} x {escape_data(reason)}")
     if s.get("categories"):
         table = Table("category", "before", "augmented", "after")
         for c in s["categories"][:40]:
-            table.add_row(str(c["category"]), str(c["before"]), str(c["augmented"]), str(c["after"]))
+            table.add_row(escape_data(c["category"]), str(c["before"]), str(c["augmented"]), str(c["after"]))
         console.print(table)

@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
-                                 read_input, split_list)
+from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, escape_data,
+                                 print_json, read_input, split_list)
 from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
 from thresher.errors import UsageError
 
@@ -115,10 +115,12 @@ def _with_class_fields(pool, fields: list[str], cache: Optional[str]):
 def _print_summary(summary: dict, rejects_file) -> None:
     from thresher.balance.distribution import render_table
 
-    console.print(f"[bold]{summary['strategy']}[/] by {summary['by']}: {summary['pool_rows']} -> {summary['rows']} "
-                  f"rows ({summary['copies']} copies, {summary['dropped']} dropped) -> {summary['output']}  "
-                  f"(manifest: {summary['manifest']})")
+    e = escape_data
+    console.print(f"[bold]{e(summary['strategy'])}[/] by {e(summary['by'])}: {summary['pool_rows']} -> "
+                  f"{summary['rows']} rows ({summary['copies']} copies, {summary['dropped']} dropped) -> "
+                  f"{e(summary['output'])}  (manifest: {e(summary['manifest'])})")
     if summary["rejected_rows"]:
-        console.print(f"skipped {summary['rejected_rows']} malformed rows -> {rejects_file}")
-    console.print(render_table(summary["distribution"]))
+        console.print(f"skipped {summary['rejected_rows']} malformed rows -> {e(rejects_file)}")
+    # class labels are data: escaped before rich renders the table cells
+    console.print(render_table([{**r, "stratum": e(r["stratum"])} for r in summary["distribution"]]))
     console.print(f"minority/majority: {summary['imbalance_before']:.4g} -> {summary['imbalance_after']:.4g}")

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, console, err_console, print_json,
-                                 read_input, split_list)
+from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, console, err_console, escape_data,
+                                 print_json, read_input, split_list)
 
 
 def register(app: typer.Typer) -> None:
@@ -33,12 +33,13 @@ def register(app: typer.Typer) -> None:
         store = FeatureStore(cache)
         if clear_cache:
             removed = store.clear(dataset_fingerprint(ds))
-            console.print(f"removed {removed} cached feature entries of {data} from {store.root}")
+            console.print(f"removed {removed} cached feature entries of {escape_data(data)} from "
+                          f"{escape_data(store.root)}")
             return
-        if out is not None and out.exists() and not overwrite:
-            from thresher.errors import OutputExistsError
+        if out is not None:
+            from thresher.data.paths import check_output_path
 
-            raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+            check_output_path(out, [data], overwrite, kind="file")
         names = split_list(features) or None
         with _progress(quiet or as_json) as progress:
             table = featurize(ds, names, store=store, progress=progress)
@@ -53,9 +54,9 @@ def register(app: typer.Typer) -> None:
         elif not quiet:
             console.print(f"{table.num_rows} rows, {len(summary['columns'])} feature columns; "
                           f"{stats['hits']} features from cache, {stats['misses']} computed "
-                          f"({stats['parts_resumed']} parts resumed) in {store.root}")
+                          f"({stats['parts_resumed']} parts resumed) in {escape_data(store.root)}")
             if out is not None:
-                console.print(f"exported -> {out}")
+                console.print(f"exported -> {escape_data(out)}")
 
 
 class _progress:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, err_console, \
-    print_json, read_input
+    escape_data, print_json, read_input
 from thresher.cli.common import QuietOpt
 
 
@@ -66,8 +66,9 @@ def register(app: typer.Typer) -> None:
         start = time.perf_counter()
         if not plan:
             smallest = min(counts, key=counts.get) if counts else None
-            _say(quiet or as_json, f"no category of {by!r} has fewer than {for_below} rows (smallest: "
-                                   f"{smallest!r} with {counts.get(smallest, 0)}); nothing to generate")
+            _say(quiet or as_json, f"no category of {escape_data(repr(by))} has fewer than {for_below} rows "
+                                   f"(smallest: {escape_data(repr(smallest))} with {counts.get(smallest, 0)}); "
+                                   "nothing to generate")
         validator = CandidateValidator(pool, by, near_threshold=near_threshold) if plan else None
         with torch_threads(threads), _Progress(quiet or as_json or not plan, sum(plan.values())) as progress:
             generator = LMGenerator.load(model, max_new_tokens=max_new_tokens, temperature=temperature,
@@ -84,8 +85,8 @@ def register(app: typer.Typer) -> None:
                                                      "acceptance_rate", "rejected", "not_reached")}})
         elif not quiet:
             print_report(result.summary(), seconds)
-            console.print(f"{manifest['output']['rows']} rows ({len(result.rows)} synthetic) -> {output} "
-                          f"(manifest: {manifest_path(output)})")
+            console.print(f"{manifest['output']['rows']} rows ({len(result.rows)} synthetic) -> "
+                          f"{escape_data(output)} (manifest: {escape_data(manifest_path(output))})")
 
 
 def print_report(summary: dict, seconds: float) -> None:
@@ -94,21 +95,22 @@ def print_report(summary: dict, seconds: float) -> None:
 
     if not summary["categories"]:
         return
+    e = escape_data
     table = Table("category", "pool", "target", "tried", "valid", "kept", "rate", "reached",
-                  title=f"generated with {summary['generator']} in {seconds:.0f} s")
+                  title=f"generated with {e(summary['generator'])} in {seconds:.0f} s")
     for c in summary["categories"]:
         rate = "-" if c["acceptance_rate"] is None else f"{c['acceptance_rate']:.0%}"
-        table.add_row(c["category"], str(c["pool_rows"]), str(c["target"]), str(c["attempts"]), str(c["accepted"]),
+        table.add_row(e(c["category"]), str(c["pool_rows"]), str(c["target"]), str(c["attempts"]), str(c["accepted"]),
                       str(c["kept"]), rate, "yes" if c["reached"] else "[red]no[/]")
     console.print(table)
     reasons = Table("rejection reason", "total", "by category")
     for reason, n in summary["rejected"].items():
-        per = ", ".join(f"{c['category']}: {c['rejected'][reason]}" for c in summary["categories"]
+        per = ", ".join(f"{e(c['category'])}: {c['rejected'][reason]}" for c in summary["categories"]
                         if c["rejected"][reason])
-        reasons.add_row(reason, str(n), per or "-")
+        reasons.add_row(e(reason), str(n), per or "-")
     console.print(reasons)
     if summary["not_reached"]:
-        console.print(f"[yellow]target not reached for: {', '.join(summary['not_reached'])} "
+        console.print(f"[yellow]target not reached for: {', '.join(map(e, summary['not_reached']))} "
                       f"(raise --max-attempts or use a larger --model)[/]")
 
 
@@ -147,7 +149,7 @@ class _Progress:
         def update(report) -> None:
             self.kept[report.category] = report.kept
             self.bar.update(self.task, completed=sum(self.kept.values()),
-                            description=f"{report.category} ({report.attempts} tried)")
+                            description=f"{escape_data(report.category)} ({report.attempts} tried)")
 
         return update
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 from typing import List, Optional
 
 import typer
-from rich.markup import escape
-
-from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
-                                 read_input, split_list)
+from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, escape_data,
+                                 print_json, read_input, split_list)
 
 BAR_WIDTH = 30
 _EIGHTHS = " ▏▎▍▌▋▊▉"
@@ -63,17 +61,20 @@ def _with_feature_fields(pool, fields: list[str] | None, cache: Optional[str]):
 def print_profile(profile: dict, top: int = 40) -> None:
     """The profile as terminal text: tables, histograms and bar charts."""
     src = profile["source"]
-    console.print(f"[bold]{escape(src['path'])}[/]: {src['record_format']} records ({src['file_format']}), "
+    console.print(f"[bold]{escape_data(src['path'])}[/]: {escape_data(src['record_format'])} records "
+                  f"({escape_data(src['file_format'])}), "
                   f"{profile['rows']:,} rows, {len(profile['fields'])} fields")
     _print_fields(profile["fields"])
     _print_lengths(profile["lengths"])
     for cat in profile["categories"]:
         _print_categories(cat, profile["rows"], top)
+    if profile.get("chat"):
+        _print_chat(profile["chat"])
     _print_checks(profile)
     if profile["suggestions"]:
         console.print("\n[bold]Suggestions[/]")
         for line in profile["suggestions"]:
-            console.print(f" • {escape(line)}")
+            console.print(f" • {escape_data(line)}")
 
 
 def _table(*columns: str, title: str | None = None):
@@ -90,7 +91,7 @@ def _table(*columns: str, title: str | None = None):
 def _print_fields(fields: list[dict]) -> None:
     table = _table("field", "type", "nulls", title="\nFields")
     for f in fields:
-        table.add_row(escape(f["name"]), escape(f["type"]), f"{f['nulls']:,}")
+        table.add_row(escape_data(f["name"]), escape_data(f["type"]), f"{f['nulls']:,}")
     console.print(table)
 
 
@@ -120,18 +121,27 @@ def _print_lengths(lengths: dict) -> None:
 
 def _print_categories(cat: dict, rows: int, top: int) -> None:
     ratio = cat["imbalance_ratio"]
-    title = (f"{escape(cat['field'])}: {cat['classes']:,} value{'' if cat['classes'] == 1 else 's'}"
+    title = (f"{escape_data(cat['field'])}: {cat['classes']:,} value{'' if cat['classes'] == 1 else 's'}"
              + (f", max/min = {ratio:.3g}x" if ratio is not None and cat["classes"] > 1 else ""))
     table = _table("value", "rows", "share", "", title=title)
     shown = cat["counts"][:max(top, 0)]
     peak = shown[0]["count"] if shown else 0
     for c in shown:
-        table.add_row(escape(c["value"]), f"{c['count']:,}", _share(c["share"]), bar(c["count"], peak))
+        table.add_row(escape_data(c["value"]), f"{c['count']:,}", _share(c["share"]), bar(c["count"], peak))
     rest = cat["classes"] - len(shown)
     if rest > 0:
         left = rows - sum(c["count"] for c in shown)
         table.add_row(f"... {rest:,} more", f"{left:,}", _share(left / max(rows, 1)), "")
     console.print(table)
+
+
+def _print_chat(chat: dict) -> None:
+    roles = ", ".join(f"{escape_data(role or '(none)')} {n:,}" for role, n in chat["turns_by_role"].items())
+    console.print(f"[bold]Chat[/]\n turns by role: {roles}")
+    console.print(f" rows with tool calls: {chat['rows_with_tool_calls']:,}, with tool turns: "
+                  f"{chat['rows_with_tool_turns']:,}, with reasoning: {chat['rows_with_reasoning']:,}")
+    console.print(f" rows with content parts: {chat['rows_with_content_parts']:,} ("
+                  f"{chat['rows_with_non_text_parts']:,} with non-text parts, e.g. images: not in the text features)")
 
 
 def _print_checks(profile: dict) -> None:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from thresher.cli.common import console, print_json
+from thresher.cli.common import console, escape_data, print_json
 from thresher.cli.common import QuietOpt
 
 
@@ -45,6 +45,6 @@ def print_summary(result, as_json: bool = False, quiet: bool = False) -> None:
         print_json(summary)
     elif not quiet:
         absent = [name for name, shown in result.sections.items() if not shown]
-        console.print(f"report -> {result.html}" + (f" ({len(result.figures)} PNGs in {result.figures_dir})"
-                                                     if result.figures else "")
-                      + (f"; not shown (see the page for why): {', '.join(absent)}" if absent else ""))
+        figures = f" ({len(result.figures)} PNGs in {escape_data(result.figures_dir)})" if result.figures else ""
+        missing = f"; not shown (see the page for why): {escape_data(', '.join(absent))}" if absent else ""
+        console.print(f"report -> {escape_data(result.html)}{figures}{missing}")

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from thresher.data.chat import MESSAGE_ROLES, content_problems, turnless_rows
 from thresher.errors import UsageError
 
 RECORD_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
@@ -34,9 +35,10 @@ ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 CHAT_KEYS = {"messages": ("role", "content"), "sharegpt": ("from", "value")}
 CHAT_ROLES = {
-    "messages": ("system", "user", "assistant"),
+    "messages": MESSAGE_ROLES,
     "sharegpt": ("system", "human", "gpt"),
 }
+TALK_ROLES = {"messages": ("user", "assistant"), "sharegpt": ("human", "gpt")}
 SHAREGPT_TO_ROLE = {"system": "system", "human": "user", "gpt": "assistant"}
 MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
@@ -171,6 +173,12 @@ def _check_chat(col: pa.Array, name: str, record_format: str) -> list[Problem]:
     for key in (role_key, content_key):
         if key not in field_names:
             return out + [Problem(int(r), f"{name}[0].{key}", f"field '{name}[0].{key}' is missing") for r in np.unique(owner)]
+    if record_format == "messages":  # content: a string or OpenAI content parts; null on a tool call
+        out += [Problem(*p) for p in content_problems(values, owner, position, name, content_key)]
+        keys = (role_key,)
+    else:
+        keys = (role_key, content_key)
+    for key in keys:
         sub = values.field(key)
         if not (pa.types.is_string(sub.type) or pa.types.is_null(sub.type)):
             bad = np.flatnonzero(sub.is_valid().to_numpy(zero_copy_only=False))
@@ -191,6 +199,9 @@ def _check_chat(col: pa.Array, name: str, record_format: str) -> list[Problem]:
             out.append(Problem(int(owner[i]), f"{name}[{position[i]}].{role_key}",
                                f"field '{name}[{position[i]}].{role_key}' has unknown role {role!r} "
                                f"(expected {', '.join(allowed)})"))
+        out += [Problem(int(r), name, f"field '{name}' has no {' or '.join(TALK_ROLES[record_format])} turn "
+                                      "(only system or tool turns): nothing to train on")
+                for r in turnless_rows(roles, owner, len(col), TALK_ROLES[record_format])]
     return out
 
 
@@ -259,32 +270,18 @@ def _two_turns(prompt: pa.Array | None, response: pa.Array) -> pa.Array:
 
 
 def _chat_columns(col: pa.Array, fmt: str) -> dict[str, pa.Array]:
-    """Prompt = every turn before the last assistant turn; response = that turn."""
+    """Prompt = the text of the turns before the response; response = the last assistant
+    turn with text (see `thresher.data.chat`)."""
+    from thresher.data.chat import chat_columns, content_text, tool_call_mask
+
     role_key, content_key = CHAT_KEYS[fmt]
     values = col.flatten()
     roles = pc.fill_null(values.field(role_key).cast(pa.string()), "")
-    contents = pc.fill_null(values.field(content_key).cast(pa.string()), "")
     if fmt == "sharegpt":
         roles = pc.replace_substring_regex(roles, "^human$", "user")
         roles = pc.replace_substring_regex(roles, "^gpt$", "assistant")
-    structs = pa.StructArray.from_arrays([roles, contents], names=["role", "content"])
-    offsets = np.asarray(col.offsets)
-    messages = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), structs).cast(MESSAGE_TYPE)
-    role_np = np.asarray(roles.to_numpy(zero_copy_only=False), dtype=object)
-    content_np = contents.to_pylist()
-    prompts, responses = [], []
-    for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
-        last = end - 1
-        while last >= start and role_np[last] != "assistant":
-            last -= 1
-        if last < start:  # no assistant turn: everything is prompt
-            prompts.append("\n\n".join(content_np[start:end]))
-            responses.append("")
-        else:
-            prompts.append("\n\n".join(content_np[start:last]))
-            responses.append(content_np[last])
-    return {"prompt": pa.array(prompts, pa.string()), "response": pa.array(responses, pa.string()),
-            "messages": messages}
+    texts = content_text(values.field(content_key))
+    return chat_columns(col, roles, texts, tool_call_mask(values), MESSAGE_TYPE)
 
 
 def normalize_table(table: pa.Table, source, record_format: str | None = None,

@@ -70,7 +70,11 @@ def content_keys(ds, rows: np.ndarray | None = None) -> pa.Array:
     if isinstance(messages, pa.ChunkedArray):
         messages = messages.combine_chunks()
     values = messages.flatten()
-    turn = pc.binary_join_element_wise(values.field("role"), values.field("content"), "\x1f")
+    # content may be OpenAI parts or null (a tool call): key on the turn's text
+    from thresher.data.chat import content_text
+
+    roles = pc.fill_null(values.field("role").cast(pa.string()), "")
+    turn = pc.binary_join_element_wise(roles, content_text(values.field("content")), "\x1f")
     joined = pa.ListArray.from_arrays(messages.offsets, turn)
     return pc.binary_join(joined, "\x1e")
 

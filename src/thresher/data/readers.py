@@ -425,9 +425,24 @@ def _records_to_table(records: list[dict], origin: np.ndarray) -> tuple[pa.Table
     try:
         table = pa.Table.from_pylist(good)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        problems.append(_nested_clash(good, origin, err))
-        table = pa.table({})
+        table = _table_with_unified_content(good)
+        if table is None:
+            problems.append(_nested_clash(good, origin, err))
+            table = pa.table({})
     return table, problems
+
+
+def _table_with_unified_content(records: list[dict]) -> pa.Table | None:
+    """Retry after giving string chat contents the part-list type other turns use
+    (`thresher.data.chat.unify_content`); None if that was not the clash."""
+    from thresher.data.chat import unify_content
+
+    if not unify_content(records):
+        return None
+    try:
+        return pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
 
 
 def _format_kinds(records: list[dict]) -> dict[str, tuple[str, int]]:

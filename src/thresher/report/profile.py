@@ -75,9 +75,27 @@ def profile_dataset(ds, by: Sequence[str] | str | None = None, seed: int = 0, ne
                                                                "both"), near_sample, seed),
         "quality": quality_profile(prompt, response, ds.source.record_format),
     }
+    chat = chat_profile(ds)
+    if chat is not None:
+        profile["chat"] = chat
     profile["label_style"] = _label_style(lengths, response, categories)
     profile["suggestions"] = suggestions(profile)
     return profile
+
+
+def chat_profile(ds) -> dict | None:
+    """Turns per role and rows with tool calls, tool turns, content parts, non-text
+    parts or reasoning (chat records only; see `thresher.data.chat`)."""
+    from thresher.data.chat import chat_profile as counts
+    from thresher.data.formats import CHAT_KEYS, ROLES
+
+    fmt = ds.source.record_format
+    if fmt not in CHAT_KEYS:
+        return None
+    name = dict(ds.source.field_map).get(ROLES[fmt][0][0], ROLES[fmt][0][0])
+    col = ds.table.column(name)
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return counts(col, *CHAT_KEYS[fmt])
 
 
 def _category_fields(ds, by: Sequence[str] | str | None) -> list[str]:
