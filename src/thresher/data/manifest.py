@@ -57,8 +57,9 @@ def write_outputs(write_data, man_path: Path, manifest: dict[str, Any], rej_path
         write_data()
         if rej_path:
             tmp = stack.enter_context(atomic_path(rej_path))
-            tmp.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejects),
-                           encoding="utf-8")
+            # backslashreplace: a stray surrogate becomes a \uXXXX escape, still valid JSON
+            tmp.write_bytes("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejects)
+                            .encode("utf-8", "backslashreplace"))
         tmp = stack.enter_context(atomic_path(man_path))
         tmp.write_bytes(dumps_manifest(manifest))
 

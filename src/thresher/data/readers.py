@@ -351,6 +351,7 @@ def _surrogate_problem(obj) -> tuple[str | None, str | None]:
     if found is None:
         return None, None
     where, char = found
+    where = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", where)  # a key may hold one too
     return (f"field '{where}' holds a lone surrogate \\u{ord(char):04x} (a JSON escape that is not valid "
             "Unicode; fix the program that wrote the file)"), where
 

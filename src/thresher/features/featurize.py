@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from thresher.data.writers import atomic_path
-from thresher.errors import OutputExistsError, UsageError
+from thresher.errors import UsageError
 from thresher.features.base import Featurizer
 from thresher.features.registry import DEFAULT_FEATURES, FeatureSpec, make
 from thresher.features.store import FeatureStore, Progress
@@ -77,14 +77,21 @@ def featurize(ds, features: Iterable[FeatureSpec] | FeatureSpec | None = None,
 
 def export(table: pa.Table, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write `table` as Parquet, atomically (temp file + rename); refuses to
-    replace an existing file unless `overwrite`."""
+    replace an existing file unless `overwrite`.
+
+    The run statistics (`thresher.cache`: what came from the cache this time)
+    stay on the in-memory table only: the same features give the same bytes
+    whether they were computed or read from the cache.
+    """
+    from thresher.data.paths import check_output_path
+
     out = Path(path).expanduser()
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise UsageError(f"{out}: features are written as Parquet; use a .parquet file name")
+    check_output_path(out, (), overwrite, kind="file")
+    meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"thresher.cache"}
     with atomic_path(out) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(table.replace_schema_metadata(meta or None), tmp)
     return out
 
 
