@@ -72,7 +72,7 @@ def test_srs_formulas_by_hand():
     e = horvitz_thompson(y, pi, design="srs", pool_size=10)
     assert e.total == pytest.approx(10 / 4 * y.sum()) and e.mean == pytest.approx(y.mean())
     assert e.se_total ** 2 == pytest.approx(100 * (1 - 0.4) * y.var(ddof=1) / 4)
-    assert e.ci_low == pytest.approx(e.mean - 1.959964 * e.se_mean, rel=1e-6)
+    assert e.df == 3 and e.ci_low == pytest.approx(e.mean - 3.1824463 * e.se_mean, abs=1e-6)  # t, 3 df
     h = hajek(y, pi, design="srs", pool_size=10)
     assert h.mean == pytest.approx(e.mean) and h.se_mean == pytest.approx(e.se_mean)
 
@@ -122,3 +122,30 @@ def test_to_json_is_plain(pool):
     e = estimate(pool, StratifiedSampler(by="task", random_state=0).select(pool, 30), "y")
     out = e.to_json()
     assert out["design"] == "stratified" and isinstance(out["total"], float) and out["n"] == 30
+
+
+def test_t_intervals_keep_nominal_coverage_with_16_clusters():
+    """16 of 200 equal clusters with a strong cluster effect: z intervals cover
+    about 93%; t intervals at m - 1 = 15 df are nominal."""
+    reps, big_m = 1500, 200
+    rng = np.random.default_rng(1)
+    conv = np.repeat(np.arange(big_m), 20)
+    y = 3 * rng.normal(0, 1, big_m)[conv] + rng.normal(0, 1, len(conv))
+    ds = Dataset.from_table(pa.table({"conv": conv.astype(str), "y": y}))
+    covered_t = covered_z = 0
+    for seed in range(reps):
+        e = estimate(ds, ClusterSampler(cluster_by="conv", random_state=seed).select(ds, 320), "y")
+        assert e.df == 15
+        covered_t += e.ci_low <= y.mean() <= e.ci_high
+        covered_z += abs(e.mean - y.mean()) <= 1.959964 * e.se_mean
+    tol = 3.5 * np.sqrt(0.95 * 0.05 / reps)
+    assert abs(covered_t / reps - 0.95) < tol, covered_t / reps
+    assert covered_z < covered_t
+
+
+def test_degrees_of_freedom_by_design(pool):
+    strat = estimate(pool, StratifiedSampler(by="task", random_state=0).select(pool, 30), "y")
+    assert strat.df == 30 - 3
+    assert estimate(pool, RandomSampler(random_state=0).select(pool, 30), "y").df == 29
+    two = ClusterSampler(cluster_by="conv", stages=2, rows_per_cluster=2, random_state=0).select(pool, 40)
+    assert estimate(pool, two, "y").df == two.diagnostics["clusters_selected"] - 1

@@ -128,3 +128,41 @@ def test_errors():
         SystematicSampler().select(pool(10), 11)
     with pytest.raises(UsageError, match="no field 'nope'"):
         SystematicSampler(sort_by="nope").select(pool(10), 3)
+
+
+@pytest.mark.parametrize("n", [1500, 1250])  # intervals 6.67 and 8 on a period-10 pool
+def test_lock_error_ratio_is_the_spread_of_estimates_the_se_does_not_see(n):
+    from thresher.sampling.estimate import estimate
+
+    big_n, reps = 10_000, 400
+    ds = Dataset.from_table(pa.table({"y": (np.arange(big_n) % 10).astype(float)}))
+    means, ses, covered, ratios = [], [], 0, []
+    for seed in range(reps):
+        sel = SystematicSampler(check_field="y", random_state=seed).select(ds, n)
+        e = estimate(ds, sel, "y")
+        means.append(e.mean)
+        ses.append(e.se_mean)
+        covered += e.ci_low <= 4.5 <= e.ci_high
+        ratios.append(sel.diagnostics["periodicity"]["lock_error_ratio"])
+    srs_se = np.sqrt((1 - n / big_n) * np.var(ds.numeric("y"), ddof=1) / n)
+    # sd of a sample sd over `reps` draws is about sd/sqrt(2·reps); allow 4 of them.
+    assert np.std(means, ddof=1) / srs_se == pytest.approx(ratios[0], rel=4 / np.sqrt(2 * reps))
+    assert np.allclose(ratios, ratios[0])  # a property of the order and interval, not of the start
+    assert covered / reps < 0.5  # why it warns: the CIs (width from `ses`) miss the truth
+
+
+def test_variable_intervals_on_a_periodic_pool_keep_nominal_coverage():
+    from thresher.sampling.estimate import estimate
+
+    big_n, n, reps = 10_000, 1250, 400
+    rng = np.random.default_rng(0)
+    y = np.arange(big_n) % 10 + rng.normal(0, 0.5, big_n)
+    ds = Dataset.from_table(pa.table({"y": y}))
+    covered = 0
+    for seed in range(reps):
+        sel = SystematicSampler(variable_intervals=True, check_field="y", random_state=seed).select(ds, n)
+        e = estimate(ds, sel, "y")
+        covered += e.ci_low <= y.mean() <= e.ci_high
+        assert "warning" not in sel.diagnostics["periodicity"]
+    # The SRS formula is conservative here (one row per interval stratifies the order).
+    assert covered / reps >= 0.95 - 3.5 * np.sqrt(0.95 * 0.05 / reps)

@@ -1,6 +1,7 @@
 """`thresher sample`: draw a probability sample and write it with its manifest."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +15,7 @@ from thresher.errors import UsageError
 
 
 def design_params(design: str, *, replace: bool, by: list[str], allocation: str, variance_of: Optional[str],
-                  min_per_stratum: int, max_per_stratum: Optional[int], thin: str, cluster_by: Optional[str],
+                  cost_of: Optional[str], costs: Optional[str], min_per_stratum: int, max_per_stratum: Optional[int], thin: str, cluster_by: Optional[str],
                   stages: int, rows_per_cluster: Optional[int], icc_of: Optional[str], sort_by: Optional[str],
                   variable_intervals: bool, check_field: Optional[str], size_by: Optional[str],
                   temperature: float, floor: float, cap: Optional[float], poisson: bool) -> dict:
@@ -24,8 +25,8 @@ def design_params(design: str, *, replace: bool, by: list[str], allocation: str,
     if design == "stratified":
         if not by:
             raise UsageError("--design stratified needs --by FIELD[,FIELD...]")
-        return {"by": by, "allocation": allocation, "variance_of": variance_of,
-                "min_per_stratum": min_per_stratum, "max_per_stratum": max_per_stratum, "thin": thin}
+        return {"by": by, "allocation": allocation, "variance_of": variance_of, "cost_of": cost_of,
+                "cost": _parse_costs(costs), "min_per_stratum": min_per_stratum, "max_per_stratum": max_per_stratum, "thin": thin}
     if design == "cluster":
         if not cluster_by:
             raise UsageError("--design cluster needs --cluster-by FIELD")
@@ -52,6 +53,8 @@ def register(app: typer.Typer) -> None:
         by: Optional[str] = typer.Option(None, "--by", help="stratified: field(s) defining strata, comma-separated."),
         allocation: str = typer.Option("proportional", "--allocation", help="stratified: proportional|equal|neyman|optimal"),
         variance_of: Optional[str] = typer.Option(None, "--variance-of", help="stratified neyman/optimal: numeric field whose per-stratum sd drives allocation."),
+        cost_of: Optional[str] = typer.Option(None, "--cost", help="stratified optimal: numeric field, the cost of each row; c_h = its stratum mean."),
+        costs: Optional[str] = typer.Option(None, "--costs", help='stratified optimal: cost per row of each stratum as JSON, e.g. \'{"qa": 1, "code": 4}\'.'),
         min_per_stratum: int = typer.Option(0, "--min-per-stratum"),
         max_per_stratum: Optional[int] = typer.Option(None, "--max-per-stratum"),
         thin: str = typer.Option("take-all", "--thin", help="stratified: thin cells take-all|collapse|error"),
@@ -89,7 +92,7 @@ def register(app: typer.Typer) -> None:
             cluster_by = cluster_by or "cluster"
         seed = 0 if seed is None else seed
         params = design_params(design, replace=replace, by=split_list(by), allocation=allocation,
-                               variance_of=variance_of, min_per_stratum=min_per_stratum,
+                               variance_of=variance_of, cost_of=cost_of, costs=costs, min_per_stratum=min_per_stratum,
                                max_per_stratum=max_per_stratum, thin=thin, cluster_by=cluster_by, stages=stages,
                                rows_per_cluster=rows_per_cluster, icc_of=icc_of, sort_by=sort_by,
                                variable_intervals=variable_intervals, check_field=check_field, size_by=size_by,
@@ -101,7 +104,7 @@ def register(app: typer.Typer) -> None:
             check_output_path(report, [data], overwrite)
         result = read_input(data, record_format, field_map, input_format, on_error)
         pool = result.dataset
-        fields = split_list(by) + [variance_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
+        fields = split_list(by) + [variance_of, cost_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
         design_pool = attach_features(pool, [f for f in fields if f and f != "cluster"], cache)
         if kmeans_k is not None or "cluster" in fields:
             design_pool = attach_kmeans(design_pool, kmeans_k, cache)
@@ -127,6 +130,18 @@ def register(app: typer.Typer) -> None:
             print_json(summary)
         elif not quiet:
             _print_summary(summary, written.rejects)
+
+
+def _parse_costs(text: Optional[str]) -> Optional[dict]:
+    if text is None:
+        return None
+    try:
+        costs = json.loads(text)
+    except ValueError as err:
+        raise UsageError(f"--costs must be a JSON object {{stratum: cost per row}} ({err})") from None
+    if not isinstance(costs, dict):
+        raise UsageError(f"--costs must be a JSON object {{stratum: cost per row}}, got {text!r}")
+    return costs
 
 
 def _parse_clusters(text: str) -> int:
@@ -160,3 +175,5 @@ def _print_summary(summary: dict, rejects_file) -> None:
         e = summary["estimate"]
         console.print(f"estimate of {e['field']}: " + ", ".join(
             f"{k}={v:.6g}" for k, v in e.items() if isinstance(v, float)))
+        for note in e.get("notes") or []:
+            console.print(f"[yellow]note[/]: {note}")

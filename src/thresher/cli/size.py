@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
                 sizes = json.loads(strata)
             except ValueError as err:
                 raise UsageError(f"--strata must be a JSON object of stratum sizes ({err})") from None
+            if not isinstance(sizes, dict):
+                raise UsageError(f"--strata must be a JSON object {{stratum: pool size}}, got {strata!r}")
             result = sample_size_per_stratum(sizes, **kwargs)
         else:
             result = sample_size(population=population, **kwargs)
@@ -49,10 +51,10 @@ def _print(data: dict) -> None:
         from rich.table import Table
 
         table = Table("stratum", "population", "n")
-        for row in data["strata"]:
-            table.add_row(str(row.get("stratum")), str(row.get("population")), str(row.get("n")))
+        for label, row in data["strata"].items():
+            table.add_row(label, str(row["population"]), str(row["n"]))
         console.print(table)
-        console.print(f"total n = {data.get('total')}")
+        console.print(f"total n = {data['total']}")
         return
     console.print(f"n = {data['n']}")
     console.print(", ".join(f"{k}={v}" for k, v in data.items() if k != "n" and v is not None))

@@ -18,14 +18,19 @@ Variance of the estimated total, by design (n rows, weights w = 1/pi):
   (the second term vanishes for one-stage samples).
 
 Hájek's mean Σwy/Σw is linearized: its variance is that of the total of
-(y - mean)/Σw under the same design. CIs: estimate ± z·se.
+(y - mean)/Σw under the same design. CIs: estimate ± t·se, with t the
+Student quantile at the design's degrees of freedom (R survey's `degf`): n - 1,
+n - H for H strata with rows, m - 1 for m sampled clusters. With few strata or
+clusters the normal quantile gives intervals that are too short (16 clusters:
+about 93% coverage for a nominal 95%).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from statistics import NormalDist
+from dataclasses import field as dc_field
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
@@ -37,7 +42,9 @@ DESIGNS = ("srs", "with_replacement", "stratified", "poisson", "fixed", "cluster
 @dataclass(frozen=True)
 class EstimateResult:
     """Estimated pool total and mean, their standard errors and CIs
-    ([ci_low, ci_high] for the mean, [ci_total_low, ci_total_high] for the total)."""
+    ([ci_low, ci_high] for the mean, [ci_total_low, ci_total_high] for the total),
+    the degrees of freedom `df` of their t quantile, and notes on what the
+    estimate cannot see (e.g. strata that got no rows)."""
 
     total: float
     mean: float
@@ -52,6 +59,8 @@ class EstimateResult:
     pool_size: float
     estimator: str
     design: str
+    df: float = float("nan")
+    notes: list[str] = dc_field(default_factory=list)
 
     def to_json(self) -> dict:
         return {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in asdict(self).items()}
@@ -98,7 +107,30 @@ def estimate(ds: Dataset, selection: Selection, field: str, estimator: str = "ho
         raise UsageError(f"{ds.source.path}: field '{field}' is missing for {len(bad)} selected rows "
                          f"(first: pool row {int(selection.indices[bad[0]]) + 1}); estimates need every value")
     spec = _spec_from_selection(selection)
-    return _estimate(y, spec, "hajek" if estimator == "hajek" else "horvitz-thompson", confidence)
+    result = _estimate(y, spec, "hajek" if estimator == "hajek" else "horvitz-thompson", confidence)
+    result.notes.extend(_stratum_notes(selection))
+    return result
+
+
+def _stratum_notes(sel: Selection) -> list[str]:
+    """Strata the stratified sample left empty, or gave one row (no variance estimate)."""
+    if sel.method != "stratified" or not sel.strata:
+        return []
+    empty = [s for s in sel.strata if s["selected"] == 0 and s["pool"] > 0]
+    single = [s for s in sel.strata if s["selected"] == 1 and s["pool"] > 1]
+    notes = []
+    if empty:
+        notes.append(f"{len(empty)} stratum(s) got no rows: {_names(empty)}; the estimates do not cover them "
+                     f"(Horvitz-Thompson counts their rows as 0, Hájek averages the other strata only)")
+    if single:
+        notes.append(f"{len(single)} stratum(s) got one row: {_names(single)}; their variance cannot be "
+                     f"estimated and is left out of the standard errors")
+    return notes
+
+
+def _names(records: list[dict]) -> str:
+    shown = ", ".join(f"{r['stratum']!r} ({r['pool']} pool rows)" for r in records[:5])
+    return shown + (f" and {len(records) - 5} more" if len(records) > 5 else "")
 
 
 def _spec_from_selection(sel: Selection) -> _Spec:
@@ -153,7 +185,8 @@ def _estimate(y: np.ndarray, spec: _Spec, estimator: str, confidence: float) -> 
     n, big_n = len(y), spec.pool_size
     if n == 0:
         nan = float("nan")
-        return EstimateResult(nan, nan, nan, nan, nan, nan, nan, nan, confidence, 0, big_n, estimator, spec.design)
+        return EstimateResult(nan, nan, nan, nan, nan, nan, nan, nan, confidence, 0, big_n, estimator, spec.design,
+                              nan)
     if estimator == "hajek":
         mean = float((spec.w * y).sum() / spec.w.sum())
         se_mean = float(np.sqrt(max(var_total((y - mean) / spec.w.sum(), spec), 0.0)))
@@ -162,9 +195,20 @@ def _estimate(y: np.ndarray, spec: _Spec, estimator: str, confidence: float) -> 
         total = float((spec.w * y).sum())
         se_total = float(np.sqrt(max(var_total(y, spec), 0.0)))
         mean, se_mean = total / big_n, se_total / big_n
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    return EstimateResult(total, mean, se_total, se_mean, mean - z * se_mean, mean + z * se_mean,
-                          total - z * se_total, total + z * se_total, confidence, n, big_n, estimator, spec.design)
+    df = degrees_of_freedom(spec, n)
+    q = float(student_t.ppf(0.5 + confidence / 2, df)) if df >= 1 else float("nan")
+    return EstimateResult(total, mean, se_total, se_mean, mean - q * se_mean, mean + q * se_mean,
+                          total - q * se_total, total + q * se_total, confidence, n, big_n, estimator, spec.design,
+                          float(df))
+
+
+def degrees_of_freedom(spec: _Spec, n: int) -> int:
+    """The design's degrees of freedom: primary units minus strata."""
+    if spec.design == "stratified":
+        return n - len(np.unique(spec.groups))
+    if spec.design == "cluster":
+        return len(np.unique(spec.groups)) - 1
+    return n - 1
 
 
 def var_total(z: np.ndarray, spec: _Spec) -> float:

@@ -94,10 +94,12 @@ class StratifiedSampler(Design):
         elif self.variance_of is not None or self.sd is not None:
             raise UsageError("variance_of / sd are only used by allocation='neyman' or 'optimal'")
         check_field_name("cost_of", self.cost_of, allow_none=True)
-        if self.allocation == "optimal" and (self.cost is None) == (self.cost_of is None):
-            raise UsageError("allocation='optimal' needs exactly one of cost={stratum: cost per row} or "
-                             "cost_of=FIELD (a per-row cost; its stratum mean is c_h); "
-                             "with equal costs use allocation='neyman'")
+        if self.cost is not None and self.cost_of is not None:
+            raise UsageError("give cost={stratum: cost} (--costs) or cost_of=FIELD (--cost), not both")
+        if self.allocation == "optimal" and self.cost is None and self.cost_of is None:
+            raise UsageError("allocation='optimal' needs per-stratum costs: cost={stratum: cost per row} "
+                             "(CLI: --costs JSON) or cost_of=FIELD, a per-row cost whose stratum mean is c_h "
+                             "(CLI: --cost FIELD); with equal costs use allocation='neyman'")
         if self.allocation != "optimal" and (self.cost is not None or self.cost_of is not None):
             raise UsageError("cost / cost_of are only used by allocation='optimal'")
         check_int("min_per_stratum", self.min_per_stratum, 0)

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 ACF_THRESHOLD = 0.3  # a period's autocorrelation must reach this ...
 ACF_DIP = 0.2  # ... and rise this much above the lowest autocorrelation before it
-MIN_PHASE_COVERAGE = 0.5  # warn when the sample visits fewer phases of the period than this share
+MATERIAL_LOCK = 0.5  # warn when the phase-lock error's sd reaches this share of the SRS standard error
+LOCK_STARTS = 64  # random starts over which the phase-lock error is measured
+LOCK_ROWS = 100_000  # rows per start used to measure it (more change nothing but the time)
 TOP_CATEGORIES = 8  # categorical check fields: indicators of the most frequent values
 
 
@@ -42,9 +44,12 @@ class SystematicSampler(Design):
 
     check_field: the ordered values of this field (numeric, or the indicators
     of its most frequent categories) are checked for a period p (FFT
-    autocorrelation up to about 3k lags). If the sample visits fewer than half
-    of the p phases (k near a multiple or a divisor of p), diagnostics carry
-    a warning.
+    autocorrelation up to about 3k lags). If the sample visits only some of
+    the p phases (k near a multiple or a fraction of p) and locking onto them
+    matters (the sd, over random starts, of the sample mean of the phase
+    means reaches MATERIAL_LOCK times the SRS standard error that the
+    estimates report), diagnostics carry a warning. Variable intervals
+    cannot lock, so they are never warned about.
     """
 
     method = "systematic"
@@ -96,7 +101,7 @@ class SystematicSampler(Design):
         diagnostics = {"interval": big_n / n if n else None, "variable_intervals": bool(self.variable_intervals)}
         if self.check_field is not None and n:
             diagnostics["periodicity"] = periodicity(_ordered_values(ds, self.check_field, order), big_n / n,
-                                                     positions)
+                                                     positions, locked=not self.variable_intervals)
         pi = n / big_n if big_n else 0.0
         return Selection(indices=indices, pi=np.full(n, pi), weights=np.full(n, 1.0 / pi if pi else np.nan),
                          method=self.method, params=self.get_params(), seed=self._seed(), pool_size=big_n,
@@ -189,8 +194,9 @@ def find_period(acf: np.ndarray, size: int) -> int | None:
     return int(ok[0]) if len(ok) else None
 
 
-def periodicity(values: np.ndarray, interval: float, positions: np.ndarray) -> dict:
-    """Check the ordered values for a period the systematic sample could lock onto."""
+def periodicity(values: np.ndarray, interval: float, positions: np.ndarray, locked: bool = True) -> dict:
+    """Check the ordered values for a period the systematic sample could lock
+    onto (`locked`: positions follow from one random start)."""
     size = len(values)
     max_lag = int(min(size // 2, max(np.ceil(3 * interval) + 2, 50)))
     acf = autocorrelation(values, max_lag) if max_lag >= 3 else np.zeros(1)
@@ -199,10 +205,36 @@ def periodicity(values: np.ndarray, interval: float, positions: np.ndarray) -> d
         return {"period": None, "max_lag": max_lag}
     phases = len(np.unique(positions % period))
     out = {"period": period, "acf": float(acf[period]), "phases_covered": phases, "max_lag": max_lag}
-    if phases < MIN_PHASE_COVERAGE * min(period, len(positions)):
+    if not locked or phases >= min(period, len(positions)):
+        return out
+    out["lock_error_ratio"] = ratio = lock_error_ratio(values, period, len(positions))
+    if ratio >= MATERIAL_LOCK:
         out["warning"] = (f"the ordered rows repeat every {period} rows (autocorrelation {acf[period]:.2f}) and "
                           f"the interval {interval:.4g} makes the sample visit only {phases} of the {period} "
-                          f"phases, so it can over-represent some values; sort by another key (--sort-by) "
-                          f"or use --variable-intervals")
+                          f"phases: estimates vary {ratio:.2g}x their standard error more than it says "
+                          f"(their CIs are too narrow); sort by another key (--sort-by) or use --variable-intervals")
         log.info(out["warning"])
     return out
+
+
+def lock_error_ratio(values: np.ndarray, period: int, n: int) -> float:
+    """sd over random starts of the systematic sample's mean of the phase means,
+    over the SRS standard error of a mean of n rows (the largest over columns).
+
+    This is the part of the error the SRS variance formula cannot see: the
+    sample mean is pulled towards the mean of the phases the start lands on.
+    """
+    x = values.reshape(len(values), -1).astype(np.float64)
+    big_n = len(x)
+    phase = np.arange(big_n) % period
+    counts = np.bincount(phase, minlength=period)
+    means = np.stack([np.bincount(phase, weights=x[:, j], minlength=period) for j in range(x.shape[1])], axis=1)
+    means /= np.maximum(counts, 1)[:, None]
+    rows = min(n, LOCK_ROWS)
+    j = np.arange(rows, dtype=np.int64) * big_n
+    starts = (np.arange(LOCK_STARTS) * 2 + 1) * big_n // (2 * LOCK_STARTS)
+    visits = np.stack([np.bincount((r + j) // n % period, minlength=period) for r in starts.tolist()])
+    lock_var = ((visits @ means / rows - x.mean(axis=0)) ** 2).mean(axis=0)
+    srs_var = (1 - n / big_n) * x.var(axis=0, ddof=1) / n if big_n > 1 else np.zeros(x.shape[1])
+    ok = srs_var > 0
+    return float(np.sqrt(lock_var[ok] / srs_var[ok]).max()) if ok.any() else 0.0
