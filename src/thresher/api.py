@@ -14,7 +14,7 @@ from thresher.data.dataset import Dataset
 from thresher.data.manifest import build_manifest, output_paths, write_outputs
 from thresher.data.readers import Reject, read_dataset
 from thresher.data.writers import check_output_path, output_format_for, write_subset
-from thresher.errors import UsageError
+from thresher.errors import InputError, UsageError
 
 
 def read(path: str | Path, **options) -> Dataset:
@@ -97,17 +97,23 @@ def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, com
 
 
 def select(ds: Dataset, method: str, n: int | None = None, fraction: float | None = None,
-           tokens: int | None = None, seed: int = 0, cache_dir: str | None = None, **params) -> Selection:
+           tokens: int | None = None, seed: int = 0, cache_dir: str | None = None,
+           coverage: Any = None, **params) -> Selection:
     """Run one selector: `thresher.select(ds, method="deita", n=1000, seed=0)`.
 
-    Features the selector needs are computed (and cached) on `ds`.
+    Features the selector needs are computed (and cached) on `ds`. `coverage`
+    is a recipe's `coverage:` value ({min: K, by: FIELD, enforce: bool}, False:
+    off; None: warn under 5 rows); the report is `selection.coverage`.
     """
     from thresher.features.store import FeatureStore
+    from thresher.pipeline.coverage import CoverageSpec
     from thresher.pipeline.runner import StepSpec, run_steps
 
     budget = {k: v for k, v in (("n", n), ("fraction", fraction), ("tokens", tokens)) if v is not None}
-    result = run_steps(ds, [StepSpec(method, {**params, **budget})], seed=seed, store=FeatureStore(cache_dir))
+    result = run_steps(ds, [StepSpec(method, {**params, **budget})], seed=seed, store=FeatureStore(cache_dir),
+                       coverage=CoverageSpec.parse(coverage))
     result.selection.trace = result.trace
+    result.selection.coverage = result.coverage
     return result.selection
 
 
@@ -115,6 +121,7 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
                cache_dir: str | None = None, progress=None) -> dict[str, Any]:
     """Run a YAML recipe: read, steps with trace, write subset + manifest (+ removed rows)."""
     from thresher.features.store import FeatureStore
+    from thresher.pipeline.coverage import CoverageSpec
     from thresher.pipeline.recipe import load_recipe, step_line
     from thresher.pipeline.runner import StepSpec, run_steps, write_removed
 
@@ -125,7 +132,12 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
     specs = [StepSpec(name, dict(params or {}), step_line(lines, i, name))
              for i, step in enumerate(recipe.steps) for name, params in step.items()]
     store = FeatureStore(cache_dir or recipe.cache)
-    run = run_steps(pool, specs, seed=recipe.seed, store=store, progress=progress, recipe_path=str(path))
+    try:
+        spec = CoverageSpec.parse(recipe.coverage)
+    except UsageError as err:
+        raise InputError(str(path), str(err), line=lines.get(("coverage",))) from None
+    run = run_steps(pool, specs, seed=recipe.seed, store=store, progress=progress, recipe_path=str(path),
+                    coverage=spec)
     out = Path(recipe.output.path)
     removed_path = out.with_name(f"{out.name if out.suffix == '' else out.stem}.removed.jsonl")
     if keep_removed or recipe.output.keep_removed:
@@ -134,13 +146,13 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
                               out_format=recipe.output.format, overwrite=overwrite or recipe.output.overwrite,
                               extra_columns=_provenance_columns(pool, run.selection),
                               extra={"recipe": {"path": str(path), **recipe.model_dump(mode="json")},
-                                     "trace": run.trace})
+                                     "trace": run.trace, "coverage": run.coverage})
     if keep_removed or recipe.output.keep_removed:
         write_removed(pool, run.removed, removed_path)
     return {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),
             "pool_rows": len(pool), "trace": run.trace, "recipe": recipe,
             "removed_file": str(removed_path) if (keep_removed or recipe.output.keep_removed) else None,
-            "pool": pool, "selection": run.selection}
+            "pool": pool, "selection": run.selection, "coverage": run.coverage}
 
 
 def _provenance_columns(pool: Dataset, selection: Selection) -> dict[str, np.ndarray]:

@@ -32,6 +32,15 @@ def method_params(where, kind, keep, score, threshold, max_ifd, top_fraction, ta
     return params
 
 
+def _coverage_option(min_per_category: int | None, coverage_by: str | None):
+    from thresher.pipeline.coverage import CoverageSpec
+
+    value: dict = {} if min_per_category is None else {"min": min_per_category}
+    if coverage_by is not None:
+        value["by"] = coverage_by
+    return CoverageSpec.parse(value or None)
+
+
 def _yaml_value(text: str, option: str):
     try:
         return yaml.safe_load(text)
@@ -49,11 +58,28 @@ def print_trace(trace: list[dict]) -> None:
     console.print(table)
 
 
+def print_coverage(coverage: dict | None, limit: int = 8) -> None:
+    """The thinnest categories (pool -> available -> kept) and any coverage warnings."""
+    if not coverage:
+        return
+    from rich.table import Table
+
+    rows = sorted(coverage["per_category"], key=lambda r: (r["ok"], r["kept"] - r["floor"], r["kept"]))
+    table = Table(f"{coverage['by']} (thinnest {min(limit, len(rows))} of {coverage['categories']})", "pool",
+                  "available", "kept", f"floor min({coverage['min']}, available)", title="coverage")
+    for r in rows[:limit]:
+        mark = "" if r["ok"] else " [red]below[/]"
+        table.add_row(r["category"], str(r["pool"]), str(r["available"]), f"{r['kept']}{mark}", str(r["floor"]))
+    console.print(table)
+    for warning in coverage["warnings"]:
+        console.print(f"[yellow]warning:[/] coverage: {warning}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("select")
     def select_cmd(
         data: str = typer.Argument(..., help="The pool."),
-        method: str = typer.Option(..., "--method", "-m", help="quality|dedup|ifd|superfilter|deita|kcenter|facility|target|mixture"),
+        method: str = typer.Option(..., "--method", "-m", help="quality|dedup|ifd|superfilter|deita|kcenter|facility|target|mixture|rds|length"),
         output: Path = typer.Option(..., "-o", "--output"),
         n: Optional[int] = typer.Option(None, "--n"),
         fraction: Optional[float] = typer.Option(None, "--fraction"),
@@ -72,6 +98,10 @@ def register(app: typer.Typer) -> None:
         temperature: Optional[float] = typer.Option(None, "--temperature"),
         caps: Optional[str] = typer.Option(None, "--caps", help="mixture: a cap per task (int or YAML {task: n})."),
         embedding: Optional[str] = typer.Option(None, "--embedding", help="embedding feature column (default 'embedding')."),
+        against: Optional[str] = typer.Option(None, "--against", help="dedup: remove pool rows that overlap this eval file (exact + near)."),
+        fields: Optional[str] = typer.Option(None, "--fields", help="dedup/quality/rds: text fields, e.g. 'instruction' or 'prompt,response'."),
+        min_per_category: Optional[int] = typer.Option(None, "--min-per-category", help="Enforce at least min(K, available) rows per category (default: warn under 5)."),
+        coverage_by: Optional[str] = typer.Option(None, "--coverage-by", help="Category field for the coverage report (default: task/category/label..., else clusters; 'none': off)."),
         param: List[str] = typer.Option([], "--param", help="Any other step parameter, KEY=VALUE (YAML value)."),
         cache: Optional[str] = typer.Option(None, "--cache", help="Feature cache folder (default ~/.cache/thresher)."),
         keep_removed: bool = typer.Option(False, "--keep-removed", help="Also write removed rows with their reasons."),
@@ -93,6 +123,11 @@ def register(app: typer.Typer) -> None:
 
         params = method_params(where, kind, keep, score, threshold, max_ifd, top_fraction, target,
                                split_list(by)[0] if by else None, proportions, temperature, caps, embedding, param)
+        if against is not None:
+            params["against"] = against
+        if fields is not None:
+            params["fields"] = split_list(fields)
+        coverage = _coverage_option(min_per_category, coverage_by)
         params.update({k: v for k, v in (("n", n), ("fraction", fraction), ("tokens", tokens)) if v is not None})
         result = read_input(data, record_format, field_map, input_format, on_error)
         pool = result.dataset
@@ -101,13 +136,14 @@ def register(app: typer.Typer) -> None:
             check_output_path(removed_path, [pool.source.path], overwrite)
         if report:
             check_output_path(report, [pool.source.path], overwrite)
-        run = run_steps(pool, [StepSpec(method, params)], seed=seed, store=FeatureStore(cache))
+        run = run_steps(pool, [StepSpec(method, params)], seed=seed, store=FeatureStore(cache), coverage=coverage)
         written = write_selection(pool, run.selection, output, command="select", rejects=result.rejects,
-                                  out_format=output_format, overwrite=overwrite, extra={"trace": run.trace})
+                                  out_format=output_format, overwrite=overwrite,
+                                  extra={"trace": run.trace, "coverage": run.coverage})
         if keep_removed:
             write_removed(pool, run.removed, removed_path)
         summary = {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),
-                   "pool_rows": len(pool), "method": method, "trace": run.trace}
+                   "pool_rows": len(pool), "method": method, "trace": run.trace, "coverage": run.coverage}
         if report:
             from thresher.report.html import write_report
 
@@ -120,6 +156,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[bold]{method}[/]: {len(run.selection)} of {len(pool)} rows -> {written.output} "
                           f"(manifest: {written.manifest})")
             print_trace(run.trace)
+            print_coverage(run.coverage)
 
     @app.command("run")
     def run_cmd(
@@ -140,7 +177,8 @@ def register(app: typer.Typer) -> None:
 
             check_output_path(report, [], overwrite)
         result = run_recipe(recipe, overwrite=overwrite, keep_removed=keep_removed, cache_dir=cache)
-        summary = {k: result[k] for k in ("output", "manifest", "rows", "pool_rows", "trace", "removed_file")}
+        summary = {k: result[k] for k in ("output", "manifest", "rows", "pool_rows", "trace", "removed_file",
+                                          "coverage")}
         report = report or (Path(result["recipe"].report) if result["recipe"].report else None)
         if report:
             from thresher.report.html import write_report
@@ -155,3 +193,4 @@ def register(app: typer.Typer) -> None:
             console.print(f"recipe {recipe}: {result['rows']} of {result['pool_rows']} rows -> {result['output']} "
                           f"(manifest: {result['manifest']})")
             print_trace(result["trace"])
+            print_coverage(result["coverage"])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -19,7 +19,8 @@ class OutputSpec(BaseModel):
 
 
 class Recipe(BaseModel):
-    """`data`, `seed`, `steps` (a list of {step_name: {params}}), `output`, optional `evaluate` / `report`."""
+    """`data`, `seed`, `steps` (a list of {step_name: {params}}), `output`, optional `evaluate` /
+    `report` / `coverage`."""
 
     model_config = ConfigDict(extra="forbid")
     data: str
@@ -32,6 +33,7 @@ class Recipe(BaseModel):
     output: OutputSpec
     evaluate: Optional[dict[str, Any]] = None
     report: Optional[str] = None
+    coverage: Optional[Union[bool, dict[str, Any]]] = None  # {min: K, by: FIELD, enforce: bool}; false: off
 
     @field_validator("output", mode="before")
     @classmethod

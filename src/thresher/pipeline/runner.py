@@ -3,15 +3,17 @@ the rows that reached it, and a trace of what each step removed and why."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from thresher.core.budget import Budget
 from thresher.core.selection import Selection
 from thresher.errors import InputError, ThresherError, UsageError
+from thresher.pipeline.coverage import Coverage, CoverageSpec
 from thresher.pipeline.registry import build_step, requirements, run_step
 
 EXAMPLES_PER_REASON = 5
@@ -29,36 +31,76 @@ class RunResult:
     selection: Selection  # indices into the pool
     trace: list[dict[str, Any]]
     removed: list[tuple[int, str, str]] = field(default_factory=list)  # (pool row, step, reason)
+    coverage: dict[str, Any] | None = None  # per-category pool vs kept (pipeline.coverage)
 
 
 def run_steps(pool, steps: list[StepSpec], seed: int = 0, store=None, progress=None,
-              recipe_path: str | None = None) -> RunResult:
-    """Apply `steps` in order; each sees only the rows the previous ones kept."""
+              recipe_path: str | None = None, coverage: CoverageSpec | None = None) -> RunResult:
+    """Apply `steps` in order; each sees only the rows the previous ones kept.
+
+    `coverage`: check (and, when the spec says so, enforce) per-category
+    floors after every step (`pipeline.coverage`); None skips the check."""
     from thresher.features.store import FeatureStore
-    from thresher.selection.base import load_features
 
     store = store or FeatureStore()
     current = np.arange(len(pool), dtype=np.int64)
     trace, removed_rows = [], []
     last: Selection | None = None
     built = [_build(spec, seed, recipe_path) for spec in steps]
+    guard = _guard(pool, coverage, store, progress, recipe_path)
     for (step, budget), spec in zip(built, steps):
-        try:
-            needed = requirements(step) + (["tokens"] if budget is not None and budget.kind == "tokens" else [])
-            features = load_features(pool, needed, store=store, progress=progress)
-            subset = pool if len(current) == len(pool) else pool.take(current)
-            sliced = {k: v[current] for k, v in features.items()}
-            sel = run_step(step, subset, budget, sliced, seed)
-        except ThresherError as err:
-            if recipe_path:
-                raise InputError(recipe_path, f"step {spec.name!r}: {err}", line=spec.line) from None
-            raise type(err)(f"step {spec.name!r}: {err}") from None
+        with _step_errors(spec, recipe_path):
+            sel, cov_entry = _run_one(pool, step, budget, spec, current, seed, store, progress, guard)
         entry, rows = _trace_entry(pool, spec, budget, current, sel)
+        if cov_entry is not None:
+            entry["coverage"] = cov_entry
         trace.append(entry)
         removed_rows += rows
         current = current[sel.indices]
         last = sel
-    return RunResult(_final_selection(current, last, steps, len(pool), seed), trace, removed_rows)
+    report = guard.report(current) if guard is not None else None
+    return RunResult(_final_selection(current, last, steps, len(pool), seed), trace, removed_rows, report)
+
+
+def _run_one(pool, step, budget: Budget | None, spec: StepSpec, current: np.ndarray, seed: int, store, progress,
+             guard: Coverage | None) -> tuple[Selection, dict[str, Any] | None]:
+    from thresher.selection.base import load_features
+
+    needed = requirements(step) + (["tokens"] if budget is not None and budget.kind == "tokens" else [])
+    features = load_features(pool, needed, store=store, progress=progress)
+    subset = pool if len(current) == len(pool) else pool.take(current)
+    sliced = {k: v[current] for k, v in features.items()}
+    sel = run_step(step, subset, budget, sliced, seed)
+    if guard is None:
+        return sel, None
+
+    def rerun(local_rows: np.ndarray, n: int) -> np.ndarray:
+        sub_features = {k: v[local_rows] for k, v in sliced.items()}
+        return run_step(step, subset.take(local_rows), Budget("rows", float(n)), sub_features, seed).indices
+
+    tokens = sliced.get("tokens") if budget is not None and budget.kind == "tokens" else None
+    return guard.check_step(spec.name, budget, current, sel, rerun, tokens)
+
+
+def _guard(pool, coverage: CoverageSpec | None, store, progress, recipe_path: str | None) -> Coverage | None:
+    if coverage is None:
+        return None
+    try:
+        return Coverage.build(coverage, pool, store=store, progress=progress)
+    except UsageError as err:
+        if recipe_path:
+            raise InputError(recipe_path, str(err)) from None
+        raise
+
+
+@contextmanager
+def _step_errors(spec: StepSpec, recipe_path: str | None) -> Iterator[None]:
+    try:
+        yield
+    except ThresherError as err:
+        if recipe_path:
+            raise InputError(recipe_path, f"step {spec.name!r}: {err}", line=spec.line) from None
+        raise type(err)(f"step {spec.name!r}: {err}") from None
 
 
 def _build(spec: StepSpec, seed: int, recipe_path: str | None):
