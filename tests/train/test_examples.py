@@ -85,21 +85,38 @@ def test_chat_template_renders_the_conversation_and_plain_ends_with_eos(tiny_lm,
     assert "### Instruction:" in plain.decode(ids) and "### Response:" in plain.decode(ids)
 
 
-def test_truncation_keeps_prompt_end_and_response_start(tiny_lm):
+def test_truncation_cuts_the_prompt_middle_and_keeps_the_response_start(tiny_lm):
+    from thresher.features.truncation import MARKER
+
     _, tok = tiny_lm
-    prompt = " ".join(["brick stone leaf"] * 30) + " coin"
-    response = "Yes " + " ".join(["feather"] * 40)
-    enc = encode(tok, Examples([prompt], [response]), max_length=48)
+    prompt = "Is it heavy? " + " ".join(["brick stone leaf"] * 30) + " Answer Yes or No."
+    response = "Yes " + " ".join(["feather"] * 120)
+    enc = encode(tok, Examples([prompt], [response]), max_length=96)
     parts = template_parts(tok, None)
     ids = enc.input_ids[0]
-    assert enc.truncated[0] and ids.size <= 48
-    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    assert enc.truncated[0] and ids.size <= 96 and enc.removed[0] > 0
+    text = tok.decode(ids[len(parts.head):enc.prompt_lengths[0] - len(parts.mid)])
+    assert text.startswith("Is it heavy?") and text.endswith("Answer Yes or No.") and MARKER.strip() in text
     r = tok(response, add_special_tokens=False)["input_ids"]
-    kept_p = ids[len(parts.head):enc.prompt_lengths[0] - len(parts.mid)]
-    np.testing.assert_array_equal(kept_p, p[len(p) - kept_p.size:])
     kept_r = ids[enc.prompt_lengths[0]:]
-    np.testing.assert_array_equal(kept_r, r[:kept_r.size])
-    assert kept_r.size > 0 and kept_p.size > 0
+    np.testing.assert_array_equal(kept_r, r[:kept_r.size])  # a cut response has no end-of-turn
+    assert enc.truncation()["rows"] == 1
+
+
+def test_truncation_keeps_the_instruction_and_the_end_of_turn(tiny_lm):
+    _, tok = tiny_lm
+    instruction = "Answer Yes or No: is the first thing heavier?"
+    article = " ".join(f"brick{i} stone leaf" for i in range(60))
+    ds = Dataset.from_records([{"instruction": instruction, "input": article, "output": "Yes"}])
+    ex = Examples.from_dataset(ds)
+    assert ex.spans[0].tolist() == [len(instruction) + 2, len(instruction) + 2 + len(article)]
+    enc = encode(tok, ex, max_length=64)
+    parts = template_parts(tok, None)
+    ids = enc.input_ids[0]
+    assert enc.truncated[0] and ids.size <= 64
+    prompt = tok.decode(ids[len(parts.head):enc.prompt_lengths[0] - len(parts.mid)])
+    assert prompt.startswith(instruction) and "brick0" in prompt and "brick59" in prompt and "brick30 " not in prompt
+    assert ids[-len(parts.end):].tolist() == parts.end  # the whole response fits: its end-of-turn is learned
 
 
 def test_template_errors(tiny_lm):

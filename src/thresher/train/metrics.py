@@ -241,33 +241,39 @@ def generate_responses(model: Any, tokenizer: Any, prompts: Sequence[str], templ
 # ------------------------------------------------------------------ all together
 def evaluate_model(model: Any, tokenizer: Any, eval: Examples, label_set: Sequence[str] | str | None = "auto",
                    template: str | None = None, generate: bool = False, max_new_tokens: int = 32,
-                   batch_size: int = 16, max_length: int = 256, dtype: str = "auto") -> dict:
-    """Held-out metrics: always loss / perplexity / tokens / n; `loss_by_label`
-    when `eval.labels` is set; with a label set (given, or detected from the
-    responses with "auto"): label_set, label_rows (rows whose response is in
-    the set), accuracy, macro_f1, per_class, confusion; with `generate`:
-    exact_match, token_f1 and a few predictions."""
-    from thresher.train.lora import pad_id_of
+                   batch_size: int = 16, max_length: int = 256, dtype: str = "auto", keep_rows: bool = False) -> dict:
+    """Held-out metrics: always n / loss / perplexity / tokens / truncation;
+    `loss_by_label` when `eval.labels` is set; with label rows (a given label
+    set, or "auto": detected per task from the responses, see
+    `thresher.train.scoring.row_label_sets`): label_set, label_rows, accuracy,
+    macro_f1, per_class, confusion; with `generate`: exact_match, token_f1 and
+    a few predictions; with `keep_rows`: `rows` = the per-row `RowScores`.
+    Loss and labels come from one pass (`thresher.train.scoring.score_rows`)."""
+    from thresher.train.scoring import row_label_sets, score_rows
 
-    enc = encode(tokenizer, eval, template, max_length)
-    out = {"n": len(eval), **encoded_loss(model, enc, pad_id_of(tokenizer), batch_size, dtype)}
+    if len(eval) == 0:
+        raise UsageError("no rows to evaluate")
+    row_labels = row_label_sets(eval, label_set)
+    scores = score_rows(model, tokenizer, eval, row_labels, template, max_length, batch_size, dtype)
+    loss = float(scores.nll.sum() / max(int(scores.tokens.sum()), 1))
+    out = {"n": len(eval), "loss": loss, "perplexity": float(np.exp(loss)), "tokens": int(scores.tokens.sum()),
+           "truncation": scores.truncated}
     if eval.labels is not None:
-        out["loss_by_label"] = _loss_by_label(model, enc, eval.labels, pad_id_of(tokenizer), batch_size, dtype)
-    labels = detect_label_set(eval.responses) if label_set == "auto" else label_set
-    if labels:
-        out.update(_label_metrics(model, tokenizer, eval, list(labels), template, batch_size, max_length, dtype))
+        out["loss_by_label"] = _loss_by_label(scores.nll, scores.tokens, eval.labels)
+    out.update(_label_metrics(scores, row_labels, label_set))
     if generate:
         preds = generate_responses(model, tokenizer, eval.prompts, template, max_new_tokens, batch_size, max_length)
         out.update(generation_metrics(preds, eval.responses))
         out["predictions"] = preds[:20]
+    if keep_rows:
+        out["rows"] = scores
     return out
 
 
-def _loss_by_label(model, enc, labels, pad_id, batch_size, dtype) -> dict:
-    sums, counts = row_nll(model, enc, pad_id, batch_size, dtype)
+def _loss_by_label(nll: np.ndarray, tokens: np.ndarray, labels: Sequence[str]) -> dict:
     codes, names = _codes(labels)
-    s, c = np.bincount(codes, weights=sums), np.bincount(codes, weights=counts)
-    return {name: float(s[k] / c[k]) for k, name in enumerate(names)}
+    s, c = np.bincount(codes, weights=nll), np.bincount(codes, weights=tokens)
+    return {name: float(s[k] / c[k]) if c[k] else float("nan") for k, name in enumerate(names)}
 
 
 def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -275,14 +281,19 @@ def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     return codes.reshape(-1), [str(x) for x in names]
 
 
-def _label_metrics(model, tokenizer, eval: Examples, labels: list[str], template, batch_size, max_length, dtype) -> dict:
-    truth = np.asarray([r.strip() for r in eval.responses], dtype=object)
-    keep = np.flatnonzero(np.isin(truth, np.asarray(labels, dtype=object)))
+def union_labels(row_labels: list[list[str] | None], label_set: Sequence[str] | str | None = "auto") -> list[str]:
+    """The labels of every row's set (a given set in its own order, else sorted)."""
+    if label_set not in (None, "auto"):
+        return [str(x) for x in label_set]
+    return sorted({lab for labs in row_labels if labs for lab in labs})
+
+
+def _label_metrics(scores, row_labels: list[list[str] | None], label_set) -> dict:
+    keep = scores.label_rows
+    labels = union_labels(row_labels, label_set)
+    if not labels:
+        return {}
     out: dict = {"label_set": labels, "label_rows": int(keep.size)}
-    if keep.size == 0:
-        return out
-    lp = label_logprobs(model, tokenizer, [eval.prompts[i] for i in keep], labels, template, batch_size,
-                        max_length=max_length, dtype=dtype)
-    pred = [labels[k] for k in lp.argmax(axis=1)]
-    out.update(classification_metrics(truth[keep].tolist(), pred, labels))
+    if keep.size:
+        out.update(classification_metrics([scores.truth[i] for i in keep], [scores.pred[i] for i in keep], labels))
     return out
