@@ -175,9 +175,13 @@ def test_truncation_flag_and_sides(tiny_lm):
     expected = np.array(n_tokens) + len(head) + len(tail) > max_length
     np.testing.assert_array_equal(got["lm_truncated"], expected)
     assert expected[3] and 0 < expected.sum() < len(expected)
-    # The prompt is cut from its start: only its end matters, so changing its beginning changes nothing.
-    cut = score_lm(["xyz qqq " + prompts[3]], [responses[3]], tiny_lm, max_length=max_length)
-    assert cut["loss_response_given_prompt"][0] == pytest.approx(got["loss_response_given_prompt"][3], abs=1e-5)
+    # The prompt loses its middle: text added in the middle changes nothing, at the start it does.
+    mid = len(prompts[3]) // 2
+    middle = prompts[3][:mid] + " xyz qqq " + prompts[3][mid:]
+    same = score_lm([middle], [responses[3]], tiny_lm, max_length=max_length)
+    assert same["loss_response_given_prompt"][0] == pytest.approx(got["loss_response_given_prompt"][3], abs=1e-5)
+    start = score_lm(["xyz qqq " + prompts[3]], [responses[3]], tiny_lm, max_length=max_length)
+    assert abs(start["loss_response_given_prompt"][0] - got["loss_response_given_prompt"][3]) > 1e-4
 
 
 def test_untruncated_prompt_changes_conditioned_loss_only(tiny_lm):

@@ -90,16 +90,6 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def _float32_auto(monkeypatch):
-    """The tiny models' assertions are calibrated in float32; on CPUs with AMX
-    "auto" would pick bf16 autocast (tested on its own in test_lora.py)."""
-    import thresher.models as models
-
-    real = models.resolve_dtype
-    monkeypatch.setattr(models, "resolve_dtype", lambda d, device_type="cpu": "float32" if d == "auto" else real(d, device_type))
-
-
 @pytest.fixture()
 def heavier():
     """64 train and 32 eval rows of the heavier-than task."""

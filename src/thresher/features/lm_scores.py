@@ -21,10 +21,12 @@ What is scored, exactly:
 * Plain templates get the BOS token (EOS if there is none) in front so that
   the first prompt/response token is scored too.
 * When ``head + prompt + tail + response`` exceeds ``max_length`` the row is
-  flagged ``lm_truncated``; the prompt keeps its *last* tokens (the part next
-  to the response) and the response keeps its *first* tokens. The prompt keeps
-  up to half of the room left by the template (more if the response is short);
-  the response gets the rest. All scores use the kept tokens.
+  flagged ``lm_truncated``; the prompt loses its *middle* (its start and end
+  are kept, `thresher.features.truncation`, the rule training uses; the
+  featurizer sees only the prompt text, so the whole prompt is the part cut)
+  and the response keeps its *first* tokens. The prompt keeps up to half of
+  the room left by the template (more if the response is short); the response
+  gets the rest. All scores use the kept tokens.
 * An empty response gives NaN losses, IFD and ``ppl_response``; an empty
   prompt gives NaN ``ppl_prompt`` (and IFD 1 up to rounding).
 """
@@ -120,6 +122,8 @@ def score_lm_reference(
     _check_args(prompts, responses, dtype, DEFAULT_BATCH_TOKENS, max_length)
     import torch
 
+    from thresher.features.truncation import fit_prompts
+
     lm, tokenizer = _resolve_model(model)
     head, tail = _template_ids(tokenizer, template)
     device = next(lm.parameters()).device
@@ -142,7 +146,8 @@ def score_lm_reference(
             if len(p) + len(r) > room:
                 out["lm_truncated"][i] = True
                 keep_p = min(len(p), max(room - len(r), room // 2))
-                p, r = p[len(p) - keep_p :], r[: room - keep_p]
+                cut = fit_prompts(tokenizer, [p_text or ""], [np.asarray(p, np.int64)], np.array([keep_p]))[0][0]
+                p, r = cut.tolist(), r[: room - keep_p]
             cond = head + p + tail + r
             out["loss_response_given_prompt"][i] = nll(cond, len(cond) - len(r), len(r))
             out["loss_response_alone"][i] = nll(head + tail + r, len(head) + len(tail), len(r))
@@ -272,16 +277,21 @@ class _Plan:
         room = max_length - len(head) - len(tail)
         if room < 2:
             raise UsageError(f"max_length={max_length} leaves no room next to the {len(head) + len(tail)}-token template")
+        from thresher.features.truncation import fit_prompts
+
         p_text, r_text = [x or "" for x in prompts], [x or "" for x in responses]
         enc = lambda xs: tokenizer(xs, add_special_tokens=False)["input_ids"] if xs else []  # noqa: E731
-        p_flat, p = _flatten(enc(p_text))
+        p_ids = [np.asarray(x, np.int64) for x in enc(p_text)]
         r_flat, r = _flatten(enc(r_text))
+        p = np.fromiter((x.size for x in p_ids), np.int64, len(p_ids))
         truncated = p + r > room
         keep_p = np.where(truncated, np.minimum(p, np.maximum(room - r, room // 2)), p)
         keep_r = np.where(truncated, np.minimum(r, room - keep_p), r)
+        # the prompt loses its middle (the training rule), so its start, the instruction, is scored too
+        p_flat, keep_p = _flatten(fit_prompts(tokenizer, p_text, p_ids, keep_p)[0])
         h, t = len(head), len(tail)
         p_base, r_base = h + t, h + t + len(p_flat)
-        p_start = p_base + np.cumsum(p) - keep_p  # keep the prompt's end
+        p_start = p_base + np.cumsum(keep_p) - keep_p
         r_start = r_base + np.cumsum(r) - r  # keep the response's start
         n = len(p)
         zeros = np.zeros(n, np.int64)
