@@ -142,7 +142,7 @@ def test_selector_product_score_and_selection_record():
 def test_selector_token_budget_never_exceeded():
     ds, emb = pool()
     tokens = np.random.default_rng(9).integers(5, 50, len(ds))
-    sel = DeitaSelector().select(ds, Budget("tokens", 300), {"embedding": emb, "tokens": tokens})
+    sel = DeitaSelector(score="quality").select(ds, Budget("tokens", 300), {"embedding": emb, "tokens": tokens})
     assert tokens[sel.indices].sum() <= 300 and len(sel) > 0
     assert sel.diagnostics["tokens_used"] == tokens[sel.indices].sum()
 
@@ -154,15 +154,15 @@ def test_errors_are_actionable():
     with pytest.raises(UsageError, match="product of field names"):
         DeitaSelector(score="quality*")
     with pytest.raises(UsageError, match="no embedding 'embedding'"):
-        DeitaSelector().select(ds, 5)
-    with pytest.raises(UsageError, match="no feature or field 'nope'"):
+        DeitaSelector(score="quality").select(ds, 5)
+    with pytest.raises(UsageError, match="unknown feature or field 'nope'"):
         DeitaSelector(score="nope").select(ds, 5, {"embedding": emb})
     q = ds.numeric("quality").copy()
     q[3] = np.nan
     with pytest.raises(UsageError, match="first at row 4"):
         DeitaSelector(score="q").select(ds, 5, {"embedding": emb, "q": q})
     with pytest.raises(UsageError, match="tokens"):
-        DeitaSelector().select(ds, Budget("tokens", 10), {"embedding": emb})
+        DeitaSelector(score="quality").select(ds, Budget("tokens", 10), {"embedding": emb})
     bad = emb.copy()
     bad[7, 0] = np.nan
     with pytest.raises(UsageError, match="row 7"):

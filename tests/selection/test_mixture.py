@@ -115,7 +115,7 @@ def test_within_selector_runs_on_each_task_subset():
     emb = rng.standard_normal((len(ds), 16)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     features = {"embedding": emb, "quality": rng.random(len(ds))}
-    deita = DeitaSelector(threshold=0.9)
+    deita = DeitaSelector(score="quality", threshold=0.9)
     sel = MixtureSelector(within=deita).select(ds, 50, features)
     assert sel.diagnostics["shortfall"] == 50 - len(sel)
     assert "not reached: the budget filled first (within task 'a')" in sel.removed
@@ -129,8 +129,9 @@ def test_within_selector_runs_on_each_task_subset():
     assert np.allclose(srs.pi, np.where(task[srs.indices] == "a", 30 / 120, 20 / 80))
     assert MixtureSelector(within=deita).requires == ["task", "embedding", "quality", "tokens"]
     # As in a recipe: a step name with its parameters.
-    named = MixtureSelector(within={"deita": {"threshold": 0.9}}).select(ds, 50, features)
-    assert np.array_equal(named.indices, sel.indices) and named.params["within"] == {"deita": {"threshold": 0.9}}
+    within = {"deita": {"threshold": 0.9, "score": "quality"}}
+    named = MixtureSelector(within=within).select(ds, 50, features)
+    assert np.array_equal(named.indices, sel.indices) and named.params["within"] == within
 
 
 def test_tasks_from_a_feature():

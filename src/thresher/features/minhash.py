@@ -322,6 +322,62 @@ def verify_pairs(signatures: np.ndarray, pairs: np.ndarray, threshold: float) ->
     return pairs[estimate_jaccard(signatures, pairs) >= threshold]
 
 
+def cross_matches(query: np.ndarray, reference: np.ndarray, threshold: float = 0.8, *, max_bucket: int = 64,
+                  min_prob: float = 0.99) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, its most similar reference row among LSH candidates
+    and their estimated Jaccard: (jaccard float32, reference row int64; 0.0 /
+    -1 when no candidate reaches `threshold`). Only query x reference pairs
+    are formed (a pool against an eval set), never pairs within either side.
+    A band bucket holding more than `max_bucket` reference rows contributes
+    its first `max_bucket` of them."""
+    q, r = _check_signatures(query), _check_signatures(reference)
+    if q.shape[1] != r.shape[1]:
+        raise UsageError(f"signatures must have the same num_perm, got {q.shape[1]} and {r.shape[1]}")
+    _check_max_bucket(max_bucket)
+    best = np.zeros(len(q), dtype=np.float32)
+    match = np.full(len(q), -1, dtype=np.int64)
+    r_live = np.flatnonzero(r[:, 0] != EMPTY_SIGNATURE)
+    if not len(q) or not len(r_live):
+        return best, match
+    bands, rows = choose_bands(threshold, q.shape[1], min_prob)
+    qb, rb = _band_hashes(q, bands, rows), _band_hashes(r[r_live], bands, rows)
+    q_live = q[:, 0] != EMPTY_SIGNATURE
+    keys = []
+    for j in range(bands):
+        order = np.argsort(rb[:, j])
+        sk = rb[order, j]
+        lo = np.searchsorted(sk, qb[:, j], side="left")
+        cnt = np.minimum(np.searchsorted(sk, qb[:, j], side="right") - lo, max_bucket) * q_live
+        total = int(cnt.sum())
+        if total == 0:
+            continue
+        qi = np.repeat(np.arange(len(q), dtype=np.int64), cnt)
+        within = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        ri = r_live[order[np.repeat(lo, cnt) + within]]
+        keys.append(qi * len(r) + ri)
+    if not keys:
+        return best, match
+    pairs = _sorted_unique(np.concatenate(keys))
+    pairs = np.stack([pairs // len(r), pairs % len(r)], axis=1)
+    jac = _cross_jaccard(q, r, pairs)
+    ok = jac >= threshold
+    pairs, jac = pairs[ok], jac[ok]
+    order = np.lexsort((-jac, pairs[:, 0]))  # per query row, the best pair first
+    first = order[np.concatenate([[True], pairs[order[1:], 0] != pairs[order[:-1], 0]])] if len(order) else order
+    best[pairs[first, 0]] = jac[first]
+    match[pairs[first, 0]] = pairs[first, 1]
+    return best, match
+
+
+def _cross_jaccard(q: np.ndarray, r: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    out = np.empty(len(pairs), dtype=np.float32)
+    step = max(1, (1 << 22) // max(q.shape[1], 1))
+    for s in range(0, len(pairs), step):
+        i, j = pairs[s:s + step, 0], pairs[s:s + step, 1]
+        out[s:s + step] = np.count_nonzero(q[i] == r[j], axis=1) / q.shape[1]
+    return out
+
+
 def connected_components(n: int, pairs: np.ndarray) -> np.ndarray:
     """int64 component id per row: the smallest row index in its component
     (a row in no pair is its own id)."""

@@ -16,6 +16,9 @@ embed          row     embedding_custom (any local model folder: ``model=PATH``)
 lm             row     loss_response_given_prompt, loss_response_alone, ifd,
                        ppl_response, ppl_prompt, lm_truncated
 cluster        global  cluster, cluster_distance (k-means on ``embedding=embed_static``)
+quality_score  row     quality_score (0..1 composite of the quality signals, + lm when cached)
+complexity     row     complexity (0.05..1, prompt length and constraint markers)
+lm_embed       row     lm_embedding (float16 x hidden size: mean-pooled hidden states of the LM)
 =============  ======  ==========================================================
 """
 from __future__ import annotations
@@ -30,7 +33,9 @@ import pyarrow.compute as pc
 from thresher.errors import UsageError
 from thresher.features.base import Batch, Featurizer, check_choice, check_positive_int, string_column
 from thresher.features.clusters import KMeansClusters
+from thresher.features.lm_embed import LMEmbed
 from thresher.features.quality import QualitySignals
+from thresher.features.scores import Complexity, QualityScore
 from thresher.features.tags import InstructionTags
 from thresher.features.text import TextStats
 
@@ -159,6 +164,9 @@ FEATURIZERS: dict[str, Callable[..., Featurizer]] = {
     "embed": EmbedText,
     "lm": LMScores,
     "cluster": KMeansClusters,
+    "quality_score": QualityScore,
+    "complexity": Complexity,
+    "lm_embed": LMEmbed,
 }
 DEFAULT_FEATURES: tuple[str, ...] = ("text", "quality", "exact_dup", "near_dup", "embed_static")
 

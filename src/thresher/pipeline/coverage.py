@@ -119,6 +119,7 @@ class Coverage:
             floor = np.minimum(self.spec.min, before)
             after = np.bincount(local_codes[np.unique(sel.indices)], minlength=len(self.labels))
             if self.spec.enforce and (after < floor).any():
+                self._check_room(budget, floor, len(current))
                 limit = (tokens, float(budget.value)) if budget.kind == "tokens" and tokens is not None else None
                 sel, added, dropped = enforce_floor(sel, local_codes, floor, rerun, limit)
                 entry.update(added=self._named(added), dropped=self._named(dropped))
@@ -136,6 +137,15 @@ class Coverage:
         changed = np.flatnonzero(after != before)
         entry["per_category"] = {self.labels[c]: [int(before[c]), int(after[c])] for c in changed.tolist()}
         return sel, entry
+
+    def _check_room(self, budget: Budget, floor: np.ndarray, rows_in: int) -> None:
+        if budget.kind == "tokens":
+            return
+        room = budget.rows(rows_in)
+        if int(floor.sum()) > room:
+            raise UsageError(f"coverage: a floor of {self.spec.min} rows for {int((floor > 0).sum())} {self.by} "
+                             f"values needs {int(floor.sum())} rows, more than the budget ({room}); lower "
+                             f"--min-per-category / coverage min, raise the budget, or choose coarser categories")
 
     def _some(self, which: np.ndarray) -> str:
         return f"{len(which)} of {len(self.labels)} {self.by} {'value' if len(which) == 1 else 'values'}"

@@ -22,6 +22,8 @@ STEPS: dict[str, str] = {
     "facility": "thresher.selection.facility:FacilityLocationSelector",
     "target": "thresher.selection.target:TargetSelector",
     "mixture": "thresher.selection.mixture:MixtureSelector",
+    "rds": "thresher.selection.rds:RDSSelector",
+    "length": "thresher.selection.length:LengthSelector",
     "sample": "thresher.pipeline.registry:SampleStep",
 }
 BUDGET_KEYS = ("n", "fraction", "tokens")

@@ -26,7 +26,7 @@ def feature_sources() -> dict[str, str]:
 
         sources = {}
         for name in ("text", "quality", "tags", "exact_dup", "near_dup", "embed_static", "embed_minilm", "lm",
-                     "cluster"):
+                     "cluster", "quality_score", "complexity", "lm_embed"):
             for col in make(name).columns:
                 sources.setdefault(col, name)
         _SOURCES = sources
@@ -42,22 +42,72 @@ def load_features(ds, columns: Iterable[str], cache_dir=None, store=None, progre
     from thresher.features.registry import make
     from thresher.features.store import FeatureStore
 
+    from thresher.features.base import Featurizer
+
     columns = list(dict.fromkeys(columns))
     out: dict[str, np.ndarray] = {}
     store = store or FeatureStore(cache_dir)
     sources = feature_sources()
+    wanted = [c for c in columns if isinstance(c, str)]
     for col in columns:
+        if isinstance(col, Featurizer):  # a featurizer with params (e.g. dedup on chosen fields): all its columns
+            table = store.get(ds, _bound(col, ds, store), progress)
+            out.update({name: _as_numpy(table.column(name)) for name in table.column_names})
+            continue
+        if col in out:
+            continue
         if col in ds.fields:
             out[col] = _as_numpy(ds.column(col))
             continue
         if col not in sources:
-            raise UsageError(f"unknown feature or field '{col}'; features: {', '.join(sorted(sources))}; "
-                             f"fields: {', '.join(ds.fields)}")
-        table = store.get(ds, make(sources[col]), progress)
+            raise UsageError(missing_column_message(col, ds.fields))
+        table = store.get(ds, _bound(make(sources[col]), ds, store), progress)
         for name in table.column_names:
-            if name in columns and name not in out:
+            if name in wanted and name not in out:
                 out[name] = _as_numpy(table.column(name))
     return out
+
+
+def _bound(featurizer, ds, store):
+    """A featurizer whose params depend on the pool (fields, "auto" options) made concrete."""
+    bind = getattr(featurizer, "bind", None)
+    return bind(ds, store) if callable(bind) else featurizer
+
+
+# score columns users ask for, the featurizer that computes each, and how slow it is
+_SCORE_HINTS = {"quality_score": "quality_score", "complexity": "complexity", "ifd": "lm", "ppl_response": "lm",
+                "response_words": "text", "response_tokens": "text", "tokens": "text", "lm_embedding": "lm_embed"}
+
+
+def missing_column_message(name: str, fields: Iterable[str]) -> str:
+    """Why `name` is not a column, the featurizer(s) that compute the likely
+    intended one, and the command to run."""
+    import difflib
+
+    from thresher.features.registry import FEATURIZERS, make
+
+    sources = feature_sources()
+    if name in sources:
+        return (f"no feature or field '{name}' given; it is computed by the featurizer '{sources[name]}': "
+                f"thresher featurize POOL --features {sources[name]} (thresher select / run compute it on "
+                f"demand); fields: {', '.join(fields) or '(none)'}")
+    parts = [f"unknown feature or field '{name}'"]
+    if name in FEATURIZERS:
+        cols = make(name).columns
+        parts.append(f"'{name}' is a featurizer (columns: {', '.join(cols)}), not a column")
+    guesses = difflib.get_close_matches(name, list(sources) + list(fields), n=3, cutoff=0.5)
+    if name in ("quality", "score", "deita_quality") and "quality_score" not in guesses:
+        guesses.insert(0, "quality_score")
+    for guess in guesses[:3]:
+        if guess in sources:
+            parts.append(f"did you mean '{guess}'? it is computed by the featurizer '{sources[guess]}': "
+                         f"thresher featurize POOL --features {sources[guess]}")
+        else:
+            parts.append(f"did you mean the field '{guess}'?")
+    hints = ", ".join(f"{col} ({feat})" for col, feat in _SCORE_HINTS.items())
+    parts.append(f"score columns and their featurizers: {hints}")
+    parts.append(f"fields: {', '.join(fields) or '(none)'}")
+    return "; ".join(parts)
 
 
 def _as_numpy(col) -> np.ndarray:

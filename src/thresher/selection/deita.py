@@ -52,9 +52,10 @@ class DeitaSelector(Design):
 
     Parameters
     ----------
-    score: a score field ("quality") or a product of fields
-        ("complexity*quality", DEITA's EVOL score), read from `features` or
-        from the dataset. Ties keep pool order.
+    score: a score field ("quality_score") or a product of fields; the
+        default "complexity*quality_score" is DEITA's EVOL score (complexity x
+        quality) on thresher's proxies (`features.scores`), read from
+        `features` or from the dataset. Ties keep pool order.
     threshold: a row whose largest cosine similarity to the kept rows is
         >= threshold is redundant (DEITA uses 0.9).
     embedding: the name of the embedding feature ((N, d), L2-normalised rows).
@@ -70,7 +71,7 @@ class DeitaSelector(Design):
     name = "deita"
     needs_budget = False  # without one, every row that is not redundant is kept
 
-    def __init__(self, score: str = "quality", threshold: float = 0.9, embedding: str = "embedding",
+    def __init__(self, score: str = "complexity*quality_score", threshold: float = 0.9, embedding: str = "embedding",
                  random_state: int | np.random.Generator | None = None):
         self.score = score
         self.threshold = threshold
@@ -397,8 +398,10 @@ def feature_vector(ds: Dataset, features: dict[str, np.ndarray] | None, name: st
         where = f"feature '{name}'"
     else:
         if not ds.has(name):
-            raise UsageError(f"{ds.source.path}: no feature or field '{name}' (fields: {', '.join(ds.fields)}); "
-                             f"compute it with `thresher featurize` or pass features={{'{name}': array}}")
+            from thresher.selection.base import missing_column_message
+
+            raise UsageError(f"{ds.source.path}: {missing_column_message(name, ds.fields)}; "
+                             f"or pass features={{'{name}': array}}")
         values = ds.numeric(name)
         where = f"{ds.source.path}: field '{name}'"
     if values.shape != (len(ds),):

@@ -35,6 +35,7 @@ from thresher.sampling.strata import strata
 from thresher.selection.deita import token_counts
 
 PROPORTIONS = ("proportional", "equal", "temperature")
+_REFILL_ROUNDS = 4
 
 
 class MixtureSelector(Design):
@@ -110,9 +111,32 @@ class MixtureSelector(Design):
         rng = self._rng()
         grouped = grouped_order(codes, len(labels))
         bounds = np.concatenate([[0], np.cumsum(sizes)])
-        parts = [self._task(ds, features, grouped[bounds[t]:bounds[t + 1]], int(alloc[t]), tokens, rng)
-                 for t in range(len(labels))]
+
+        def run(t: int, amount: int) -> tuple:
+            return self._task(ds, features, grouped[bounds[t]:bounds[t + 1]], amount, tokens, rng)
+
+        parts = [run(t, int(alloc[t])) for t in range(len(labels))]
+        if tokens is None:
+            alloc, parts = self._refill(weights, int(total), upper, alloc, parts, run)
         return self._assemble(ds, labels, sizes, weights, alloc, parts, tokens)
+
+    def _refill(self, weights: np.ndarray, total: int, upper: np.ndarray, alloc: np.ndarray, parts: list,
+                run) -> tuple[np.ndarray, list]:
+        """A within-task selector may return fewer rows than its task's share
+        (DEITA stops when the rest is redundant): cap such tasks at what they
+        gave and hand the rest of the budget to the others, a few rounds."""
+        for _ in range(_REFILL_ROUNDS):
+            got = np.array([len(p[0]) for p in parts], dtype=np.float64)
+            short = got < alloc
+            if not short.any():
+                break
+            upper = np.where(short, got, upper)
+            new = allocate_mixture(weights, int(min(total, upper.sum())), upper)
+            if (new == alloc).all():
+                break
+            parts = [parts[t] if new[t] == alloc[t] else run(t, int(new[t])) for t in range(len(alloc))]
+            alloc = new
+        return alloc, parts
 
     def _tasks(self, ds: Dataset, features: dict[str, np.ndarray] | None) -> tuple[np.ndarray, list[str]]:
         """Task code per row and task labels: a dataset field, else a feature (e.g. "cluster")."""

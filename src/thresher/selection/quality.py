@@ -66,25 +66,46 @@ def evaluate(node: ast.expr, columns: dict[str, np.ndarray]) -> np.ndarray:
 
 
 class QualityFilter:
-    """Keep rows passing every clause of `where` (rows with a missing value fail that clause)."""
+    """Keep rows passing every clause of `where` (rows with a missing value fail that clause).
+
+    `fields` (e.g. ["instruction"]): the response-side signals of the text and
+    quality featurizers (response_words, empty_response, rep_ngram_ratio, ...)
+    are computed on those fields' text instead of the response."""
 
     name = "quality"
     needs_budget = False
 
-    def __init__(self, where: str = "not empty_response and response_words >= 1"):
+    def __init__(self, where: str = "not empty_response and response_words >= 1",
+                 fields: str | list[str] | None = None):
+        from thresher.features.fields import parse_fields
+
         if not isinstance(where, str) or not where.strip():
             raise UsageError("quality: give a rule, e.g. --where 'response_words >= 3 and ifd < 1'")
         self.where = where
+        self.fields = None if fields is None else parse_fields(fields)
         self._clauses = parse_rules(where)
 
     @property
-    def requires(self) -> list[str]:
+    def requires(self) -> list:
+        names = rule_names(self._clauses)
+        if self.fields is None:
+            return names
+        from thresher.features.fields import OnFields
+        from thresher.selection.base import feature_sources
+
+        sources = feature_sources()
+        targeted = sorted({sources[n] for n in names if sources.get(n) in ("text", "quality")})
+        rest = [n for n in names if sources.get(n) not in ("text", "quality")]
+        return [OnFields(name, self.fields) for name in targeted] + rest
+
+    @property
+    def _names(self) -> list[str]:
         return rule_names(self._clauses)
 
     def select(self, ds, budget=None, features: dict[str, np.ndarray] | None = None, seed: int | None = None):
         features = features or {}
         n = len(ds)
-        missing = [c for c in self.requires if c not in features]
+        missing = [c for c in self._names if c not in features]
         if missing:
             raise UsageError(f"quality: missing features {missing}")
         keep = np.ones(n, dtype=bool)
@@ -102,4 +123,4 @@ class QualityFilter:
                              diagnostics={"removed_by_reason": reasons}, removed=removed)
 
     def params(self) -> dict[str, Any]:
-        return {"where": self.where}
+        return {"where": self.where} if self.fields is None else {"where": self.where, "fields": self.fields}
