@@ -105,6 +105,8 @@ SHOWS_LABELS = {"inspect", "sample", "size", "balance", "augment", "generate"}
 KNOWN_UNESCAPED: dict[str, str] = {
     "sample": "cli/sample.py _print_summary passes stratum labels and paths to rich unescaped ([/] -> MarkupError)",
     "size": "cli/size.py _print passes --strata labels to rich table cells unescaped ([/] -> MarkupError)",
+    "select": "cli/select.py print_coverage (table cells, coverage warnings) prints category labels unescaped",
+    "run": "cli/select.py print_coverage (shared with `run`) prints category labels unescaped",
 }
 ORDER = ["inspect", "sample", "size", "check", "bootstrap", "featurize", "select", "run", "balance", "augment",
          "generate", "active", "report", "train", "compare", "curve", "sweep"]
