@@ -148,7 +148,7 @@ class Coverage:
                              f"--min-per-category / coverage min, raise the budget, or choose coarser categories")
 
     def _some(self, which: np.ndarray) -> str:
-        return f"{len(which)} of {len(self.labels)} {self.by} {'value' if len(which) == 1 else 'values'}"
+        return f"{len(which)} of {len(self.labels)} {self.by} values"
 
     def _named(self, counts: np.ndarray) -> dict[str, int]:
         return {self.labels[c]: int(counts[c]) for c in np.flatnonzero(counts).tolist()}
