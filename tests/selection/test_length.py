@@ -53,3 +53,13 @@ def test_errors():
     with pytest.raises(UsageError, match="no feature or field 'response_tokens' given; it is computed by the "
                                          "featurizer 'text'"):
         LengthSelector().select(ds_of(3), 2, {})
+
+
+def test_top_rows_is_a_stable_argsort_prefix():
+    from thresher.selection.length import top_rows
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        key = rng.integers(0, 5, rng.integers(1, 80)).astype(float)
+        k = int(rng.integers(0, len(key) + 2))
+        assert top_rows(key, k).tolist() == np.argsort(key, kind="stable")[:k].tolist()

@@ -17,6 +17,9 @@ from thresher.errors import UsageError
 
 NUM_PERM = 128
 _SEED = 1
+# Near matching needs enough words for shingles to mean something: "capital of
+# France" vs "capital of Spain" is a different question, not an edited copy.
+NEAR_MIN_WORDS = 8
 
 
 @dataclass
@@ -59,10 +62,14 @@ def overlap_with(pool: Dataset, against: Any, fields, *, near: bool = True, jacc
     eval_hit = _non_empty(eval_text) & np.isin(eval_h, pool_h[exact])
     near_hit = np.zeros(len(pool), dtype=bool)
     if near and len(eval_text):
-        rest = np.flatnonzero(live & ~exact)
-        sig_p = minhash_signatures(pool_text.take(pa.array(rest)), NUM_PERM, shingle_size, _SEED)
-        sig_e = minhash_signatures(eval_text, NUM_PERM, shingle_size, _SEED)
+        from thresher.features.text import count_words
+
+        rest = np.flatnonzero(live & ~exact & (count_words(pool_text) >= NEAR_MIN_WORDS))
+        eval_long = np.flatnonzero(count_words(eval_text) >= NEAR_MIN_WORDS)
+        sig_p = minhash_signatures(pool_text.take(pa.array(rest, pa.int64())), NUM_PERM, shingle_size, _SEED)
+        sig_e = minhash_signatures(eval_text.take(pa.array(eval_long, pa.int64())), NUM_PERM, shingle_size, _SEED)
         _, match = cross_matches(sig_p, sig_e, jaccard)
+        match = np.where(match >= 0, eval_long[np.maximum(match, 0)] if len(eval_long) else -1, -1)
         near_hit[rest[match >= 0]] = True
         eval_row[rest[match >= 0]] = match[match >= 0]
         eval_hit[match[match >= 0]] = True

@@ -7,9 +7,12 @@ or any column (several are joined); the default is the prompt and response.
 Decontamination (`against=EVAL_FILE`): a pool row is removed when its text
 (default fields: the prompt, where benchmark questions leak) equals an eval
 row's after normalization (lower case, no punctuation, collapsed spaces), or,
-for kind="near", when MinHash (word `shingle_size`-grams, 128 permutations,
-LSH banding with 99% recall at the threshold) estimates its Jaccard similarity
-to some eval row at >= `jaccard`. Only pool x eval pairs are formed. The
+for kind="near", when MinHash (word `shingle_size`-grams, default 3; 128
+permutations; LSH banding with 99% recall at the threshold) estimates its
+Jaccard similarity to some eval row at >= `jaccard` (default 0.5: one word
+changed in a 15-word question still scores ~0.63, well clear of the
+estimate's noise). Near matching only compares texts of >= 8 words; shorter
+ones match exactly or not at all. Only pool x eval pairs are formed. The
 counts (exact, near, eval rows hit) go to the step's diagnostics in the manifest.
 
 Semantic dedup follows SemDeDup: inside each k-means cluster, rows whose
@@ -116,7 +119,7 @@ class DedupSelector:
         from thresher.selection.decontaminate import overlap_with
 
         fields = self.fields if self.fields is not None else "prompt"
-        jaccard = 0.7 if self.jaccard is None else self.jaccard
+        jaccard = 0.5 if self.jaccard is None else self.jaccard
         hits = overlap_with(ds, self.against, fields, near=self.kind == "near", jaccard=jaccard,
                             shingle_size=self.shingle_size)
         kept = np.flatnonzero(~(hits.exact | hits.near))

@@ -64,7 +64,9 @@ class LengthSelector(Design):
         """Rows in rank order (longest first unless order="shortest")."""
         length = feature_vector(ds, features, self.by)
         max_rows, tokens, max_tokens = budget_limits(budget, ds, features)
-        ranked = np.argsort(-length if self.order == "longest" else length, kind="stable")
+        key = -length if self.order == "longest" else length
+        ranked = top_rows(key, max_rows) if max_tokens is None and max_rows is not None else \
+            np.argsort(key, kind="stable")
         picks = self._take(ranked, max_rows, tokens, max_tokens)
         diagnostics: dict[str, Any] = {"by": self.by, "order": self.order,
                                        "cut": float(length[picks[-1]]) if len(picks) else None,
@@ -72,7 +74,9 @@ class LengthSelector(Design):
                                        "mean_pool": float(length.mean()) if len(length) else None}
         if max_tokens is not None:
             diagnostics["tokens_used"] = float(tokens[picks].sum())
-        rest = np.setdiff1d(np.arange(len(ds)), picks)
+        mask = np.ones(len(ds), dtype=bool)
+        mask[picks] = False
+        rest = np.flatnonzero(mask)
         word = "shorter" if self.order == "longest" else "longer"
         removed = {f"{word} than the budget's cut ({self.by})": rest} if len(rest) else {}
         return deterministic(picks, method=self.method, params=self.get_params(), seed=self._seed(),
@@ -88,6 +92,21 @@ class LengthSelector(Design):
         if self.fill == "prefix":
             return ranked[: int(np.searchsorted(np.cumsum(cost), max_tokens, side="right"))]
         return ranked[_greedy_fill(cost, float(max_tokens))]
+
+
+def top_rows(key: np.ndarray, k: int) -> np.ndarray:
+    """The k rows of smallest `key`, ordered by key then row (= a stable argsort's first k),
+    via a partition: O(N + k log k)."""
+    n = len(key)
+    if k >= n:
+        return np.argsort(key, kind="stable")
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    cut = np.partition(key, k - 1)[k - 1]
+    below = np.flatnonzero(key < cut)
+    at = np.flatnonzero(key == cut)[: k - len(below)]  # ties at the cut: earliest rows
+    rows = np.concatenate([below, at])
+    return rows[np.lexsort((rows, key[rows]))]
 
 
 def _greedy_fill(cost: np.ndarray, limit: float) -> np.ndarray:
