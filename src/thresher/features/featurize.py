@@ -58,6 +58,8 @@ def featurize(ds, features: Iterable[FeatureSpec] | FeatureSpec | None = None,
     names, arrays = ["id"], [_ids(ds)]
     owner: dict[str, str] = {}
     for f in featurizers:
+        bind = getattr(f, "bind", None)  # pool-dependent params (fields, lm="auto") made concrete
+        f = bind(ds, store) if callable(bind) else f
         table = store.get(ds, f, progress)
         for col in table.column_names:
             if col in owner or col == "id":
