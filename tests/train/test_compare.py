@@ -144,8 +144,8 @@ def test_pir_of_full_is_one_and_sdf_is_the_row_fraction(results):
     assert arms["random@25%"]["rows"] == 20 and arms["random@25%"]["sdf"] == pytest.approx(0.25)
     assert arms["base"]["sdf"] == 0 and arms["base"]["runs"][0]["steps"] == 0
     full, rnd = arms["full"]["runs"], arms["random@25%"]["runs"]
-    ratio = np.mean([f["metrics"]["loss"] / r["metrics"]["loss"] for f, r in zip(full, rnd)])
-    assert arms["random@25%"]["pir"]["loss"]["mean"] == pytest.approx(ratio)  # loss: full / arm
+    ratio = np.mean([f["metrics"]["loss"] for f in full]) / np.mean([r["metrics"]["loss"] for r in rnd])
+    assert arms["random@25%"]["pir"]["loss"]["mean"] == pytest.approx(ratio)  # loss: full / arm, ratio of means
 
 
 def test_seq_arm_trains_twice(results):
@@ -192,3 +192,23 @@ def test_bag_arm_runs_end_to_end(pool, tiny_lm):
                   tokenizer=tiny_lm[1])
     run = res["arms"][0]["runs"][0]
     assert run["steps"] == 2 * CFG.max_steps and res["arms"][0]["pir"] == {}
+
+
+def test_baseline_arms_parse_and_draw(tiny_lm):
+    _, tok = tiny_lm
+    records = [{"instruction": f"Is item {i} heavy?", "output": "Yes " * (1 + i % 7), "task": "ab"[i % 2]}
+               for i in range(40)]
+    ds = Dataset.from_records(records)
+    data = ArmData(ds, tok, label_field="task")
+    longest = data.draw(parse_arm("longest@10"), seed=0)
+    lengths = [len(r.split()) for r in data.examples.responses]
+    assert sorted(len(r.split()) for r in longest.examples.responses) == sorted(lengths)[-10:]
+    strat = data.draw(parse_arm("stratified@50%"), seed=3)
+    assert len(strat.ids) == 20 and sorted(strat.examples.labels).count("a") == 10
+    assert data.draw(parse_arm("stratified@50%"), seed=3).ids == strat.ids
+    with pytest.raises(UsageError, match="budget"):
+        parse_arm("longest")
+    with pytest.raises(UsageError, match="select:METHOD@BUDGET"):
+        parse_arm("select:kcenter")
+    arm = parse_arm("select:kcenter@25%")
+    assert arm.kind == "select" and arm.method == "kcenter" and arm.budget.value == 0.25

@@ -16,7 +16,7 @@ from thresher.train.metrics import label_logprobs, response_loss, token_nll
 
 from .conftest import heavier_rows
 
-FAST = dict(threads=1, batch_size=8, eval_every=10, lr=3e-2)
+FAST = dict(threads=1, batch_size=8, eval_every=10, lr=3e-2, warmup=0.0)
 
 
 def _hand_row_losses(model, ids, mask, labels) -> np.ndarray:
@@ -232,3 +232,30 @@ def test_short_fine_tune_of_smollm2_lowers_held_out_loss():
     tuned = response_loss(result.model, tok, held)["loss"]
     assert result.history[0]["eval_loss"] == pytest.approx(base, rel=1e-4)
     assert tuned < base - 0.1, (base, tuned, result.history)
+
+
+def test_a_token_budget_fixes_the_work_of_every_run():
+    from thresher.train.lora import plan_batches
+
+    lengths = np.random.default_rng(0).integers(5, 50, 100)
+    rows = np.arange(100)
+    for budget in (300, 2_000, 9_000):  # less than, about, several epochs
+        plan = plan_batches(lengths, rows, TrainConfig(train_tokens=budget, batch_size=8), np.random.default_rng(1))
+        done = np.cumsum([lengths[b].sum() for b in plan])
+        assert done[-1] >= budget and (len(done) == 1 or done[-2] < budget)
+    steps = plan_batches(lengths, rows, TrainConfig(max_steps=30, batch_size=8), np.random.default_rng(1))
+    assert len(steps) == 30
+    with pytest.raises(UsageError, match="auto"):
+        plan_batches(lengths, rows, TrainConfig(train_tokens="auto"), np.random.default_rng(1))
+
+
+def test_warmup_then_linear_decay():
+    from thresher.train.lora import lr_factor
+
+    f = lr_factor(100, TrainConfig(warmup=0.1))
+    values = [f(s) for s in range(100)]
+    assert values[0] < values[5] < values[9] <= 1.0 and values[10] == 1.0
+    assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.02
+    assert lr_factor(10, TrainConfig(warmup=0.0, schedule="constant"))(7) == 1.0
+    with pytest.raises(UsageError, match="warmup"):
+        TrainConfig(warmup=1.5)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, console, err_console, print_json, read_input
+from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, console, print_json, read_input
 from thresher.errors import UsageError
 
 OutDirOpt = typer.Option(..., "-o", "--output", help="Results folder: results.json, table.txt (+ adapters/).")
@@ -18,13 +18,16 @@ SeedsOpt = typer.Option(3, "--seeds", help="Runs per arm (different random subse
 SeedOpt = typer.Option(0, "--seed", help="First seed; run i uses seed+i. Also seeds the holdout split.")
 LabelOpt = typer.Option(None, "--label-field", help="Class label field: stratifies the holdout, enables +class-weights.")
 GroupOpt = typer.Option(None, "--group-field", help="Rows sharing this field's value stay on one side of the holdout (default: _source_id when present).")
-MaxStepsOpt = typer.Option(None, "--max-steps", help="Optimizer steps per run (wins over --epochs); keep equal across arms.")
-EpochsOpt = typer.Option(1.0, "--epochs")
-LrOpt = typer.Option(2e-4, "--lr")
+MaxStepsOpt = typer.Option(None, "--max-steps", help="Equal steps: optimizer steps per run (wins over --epochs).")
+EpochsOpt = typer.Option(1.0, "--epochs", help="Each run makes this many passes over its own data (unequal compute).")
+TokensOpt = typer.Option(None, "--train-tokens", help="Equal compute: every run trains on this many tokens; 'auto' = 3 epochs of the smallest arm, at most 24,576 on CPU / 1,048,576 on GPU.")
+LrOpt = typer.Option(1e-3, "--lr")
+TaskOpt = typer.Option(None, "--task-field", help="Labels are scored per task of this field (default: --label-field).")
+ValidationOpt = typer.Option(32, "--validation-rows", help="Rows of the training side held out for early stopping (never the test rows); 0: none.")
 BatchOpt = typer.Option(8, "--batch-size")
 RankOpt = typer.Option(8, "--lora-r")
 AlphaOpt = typer.Option(16.0, "--lora-alpha")
-MaxLenOpt = typer.Option(256, "--max-length", help="Tokens per row (prompt keeps its end, response its start).")
+MaxLenOpt = typer.Option(256, "--max-length", help="Tokens per row (a long prompt loses the middle of its input; the instruction and the response start stay).")
 TemplateOpt = typer.Option(None, "--template", help="Prompt template: chat (the tokenizer's), plain, or a string holding {prompt}.")
 ThreadsOpt = typer.Option(None, "--threads", help="Torch threads (default: all cores).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (cuda when available)|cpu|cuda[:N].")
@@ -34,13 +37,29 @@ JsonOpt = typer.Option(False, "--json", help="Print results.json instead of the 
 QuietOpt = typer.Option(False, "--quiet", "-q")
 
 
-def _config(*, max_steps, epochs, lr, batch_size, lora_r, lora_alpha, max_length, template, threads, dtype):
+def _config(*, max_steps, epochs, lr, batch_size, lora_r, lora_alpha, max_length, template, threads, dtype,
+            train_tokens=None):
     from thresher.train.compare import resolve_template
     from thresher.train.lora import TrainConfig
 
     return TrainConfig(lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lora_r=lora_r,
                        lora_alpha=lora_alpha, max_length=max_length, template=resolve_template(template),
-                       threads=threads, dtype=dtype, patience=None)
+                       threads=threads, dtype=dtype, patience=None, train_tokens=_tokens(train_tokens, max_steps))
+
+
+def _tokens(text: Optional[str], max_steps: Optional[int]):
+    """--train-tokens: None, "auto" or a positive integer (--max-steps wins over auto)."""
+    if text is None or (text == "auto" and max_steps is not None):
+        return None
+    if text == "auto":
+        return "auto"
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise UsageError(f"--train-tokens: expected a number of tokens or 'auto', got {text!r}") from None
+    if value < 1:
+        raise UsageError(f"--train-tokens must be at least 1, got {value}")
+    return value
 
 
 def _command(ctx: typer.Context) -> str:
@@ -80,10 +99,10 @@ def _finish(results: dict, table: str, output: Path, overwrite: bool, as_json: b
         console.print(f"results: {path}", markup=False)
 
 
-def _progress(quiet: bool):
-    from rich.markup import escape
+def _progress(quiet: bool, total_runs: int | None = None, what: str = "runs"):
+    from thresher.cli.progress import TrainingProgress
 
-    return None if quiet else (lambda msg: err_console.print(f"[dim]{escape(msg)}[/]"))
+    return TrainingProgress(not quiet, total_runs, what)
 
 
 def register(app: typer.Typer) -> None:
@@ -100,12 +119,15 @@ def register(app: typer.Typer) -> None:
         lr: float = LrOpt, batch_size: int = BatchOpt, lora_r: int = RankOpt, lora_alpha: float = AlphaOpt,
         max_length: int = MaxLenOpt, template: Optional[str] = TemplateOpt, threads: Optional[int] = ThreadsOpt,
         dtype: str = DtypeOpt, device: str = DeviceOpt,
+        train_tokens: Optional[str] = typer.Option("auto", "--train-tokens", help=TokensOpt.help),
+        task_field: Optional[str] = TaskOpt, validation_rows: int = ValidationOpt,
+        n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates for the intervals."),
         save_adapters: bool = typer.Option(False, "--save-adapters", help="Keep every adapter under OUTPUT/adapters/."),
         record_format: Optional[str] = FormatOpt, field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
-        """Fine-tune LoRA adapters per arm and seed; report mean, 95% t-interval, PIR vs full and SDF."""
+        """Fine-tune LoRA adapters per arm and seed at equal compute; paired bootstrap intervals, differences vs random/base/full, a verdict per arm."""
         from thresher.train.arms import parse_arms, split_arm_list
         from thresher.train.compare import compare, compare_table
         from thresher.train.results import check_out_dir
@@ -113,15 +135,20 @@ def register(app: typer.Typer) -> None:
         check_out_dir(output, overwrite)
         parsed = parse_arms(split_arm_list(arms))
         cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
-                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype)
+                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
+                      train_tokens=train_tokens)
         frac = _holdout(eval_path, holdout)
         pool = _read(data, record_format, field_map, input_format)
         eval_ds = _read(eval_path, record_format, field_map, input_format)
-        results = compare(pool, parsed, config=cfg, eval_data=eval_ds, holdout=frac, seeds=seeds, seed=seed,
-                          templates=templates.split("|") if templates else None, label_field=label_field,
-                          group_field=group_field, model_path=model,
-                          save_adapters=output / "adapters" if save_adapters else None,
-                          progress=_progress(quiet or as_json), command=_command(ctx), device=device)
+        template_list = templates.split("|") if templates else None
+        total = sum(1 if a.kind == "base" else seeds for a in parsed) * max(1, len(template_list or []))
+        with _progress(quiet or as_json, total) as progress:
+            results = compare(pool, parsed, config=cfg, eval_data=eval_ds, holdout=frac, seeds=seeds, seed=seed,
+                              templates=template_list, label_field=label_field,
+                              group_field=group_field, model_path=model,
+                              save_adapters=output / "adapters" if save_adapters else None,
+                              progress=progress, command=_command(ctx), device=device, task_field=task_field,
+                              validation=validation_rows or None, n_boot=n_boot)
         _finish(results, compare_table(results), output, overwrite, as_json, quiet)
 
     @app.command("curve")
@@ -138,7 +165,8 @@ def register(app: typer.Typer) -> None:
         group_field: Optional[str] = GroupOpt, max_steps: Optional[int] = MaxStepsOpt, epochs: float = EpochsOpt,
         lr: float = LrOpt, batch_size: int = BatchOpt, lora_r: int = RankOpt, lora_alpha: float = AlphaOpt,
         max_length: int = MaxLenOpt, template: Optional[str] = TemplateOpt, threads: Optional[int] = ThreadsOpt,
-        dtype: str = DtypeOpt, device: str = DeviceOpt, record_format: Optional[str] = FormatOpt,
+        dtype: str = DtypeOpt, device: str = DeviceOpt, train_tokens: Optional[str] = TokensOpt,
+        record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
@@ -153,14 +181,16 @@ def register(app: typer.Typer) -> None:
         except ValueError:
             raise UsageError(f"--fractions: expected numbers like 0.1,0.2,0.4, got {fractions!r}") from None
         cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
-                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype)
+                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
+                      train_tokens=train_tokens)
         frac = _holdout(eval_path, holdout)
         pool = _read(data, record_format, field_map, input_format)
         eval_ds = _read(eval_path, record_format, field_map, input_format)
-        results = curve(pool, config=cfg, fractions=fracs, seeds=seeds, seed=seed, metric=metric, by=by,
-                        eval_data=eval_ds, holdout=frac, label_field=label_field, group_field=group_field,
-                        model_path=model, n_boot=n_boot, progress=_progress(quiet or as_json),
-                        command=_command(ctx), device=device)
+        with _progress(quiet or as_json, seeds * len(set(fracs))) as progress:
+            results = curve(pool, config=cfg, fractions=fracs, seeds=seeds, seed=seed, metric=metric, by=by,
+                            eval_data=eval_ds, holdout=frac, label_field=label_field, group_field=group_field,
+                            model_path=model, n_boot=n_boot, progress=progress,
+                            command=_command(ctx), device=device)
         _finish(results, curve_table(results), output, overwrite, as_json, quiet)
 
     @app.command("sweep")
@@ -178,7 +208,8 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = MaxStepsOpt, epochs: float = EpochsOpt, lr: float = LrOpt,
         batch_size: int = BatchOpt, lora_r: int = RankOpt, lora_alpha: float = AlphaOpt,
         max_length: int = MaxLenOpt, template: Optional[str] = TemplateOpt, threads: Optional[int] = ThreadsOpt,
-        dtype: str = DtypeOpt, device: str = DeviceOpt, record_format: Optional[str] = FormatOpt,
+        dtype: str = DtypeOpt, device: str = DeviceOpt, train_tokens: Optional[str] = TokensOpt,
+        record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
@@ -192,12 +223,14 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give exactly one of --grid or --random N")
         trials = grid_trials(parse_grid(grid)) if grid else random_trials(random, seed)
         cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
-                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype)
+                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
+                      train_tokens=train_tokens)
         frac = _holdout(eval_path, holdout)
         pool = _read(data, record_format, field_map, input_format)
         eval_ds = _read(eval_path, record_format, field_map, input_format)
-        results = sweep(pool, trials, config=cfg, data=train_on, seeds=seeds, seed=seed, metric=metric,
-                        eval_data=eval_ds, holdout=frac, label_field=label_field, group_field=group_field,
-                        model_path=model, progress=_progress(quiet or as_json), command=_command(ctx),
-                        device=device)
+        with _progress(quiet or as_json, seeds * len(trials)) as progress:
+            results = sweep(pool, trials, config=cfg, data=train_on, seeds=seeds, seed=seed, metric=metric,
+                            eval_data=eval_ds, holdout=frac, label_field=label_field, group_field=group_field,
+                            model_path=model, progress=progress, command=_command(ctx),
+                            device=device)
         _finish(results, sweep_table(results), output, overwrite, as_json, quiet)

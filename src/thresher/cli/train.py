@@ -64,32 +64,6 @@ def print_metrics(metrics: dict) -> None:
         console.print(table)
 
 
-class _Bar:
-    """A rich progress bar over optimizer steps (or nothing when quiet)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.bar, self.task = enabled, None, None
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                                TimeElapsedColumn(), console=console, transient=True)
-            self.bar.__enter__()
-        return self
-
-    def __call__(self, step: int, total: int) -> None:
-        if self.bar is not None:
-            if self.task is None:
-                self.task = self.bar.add_task("train", total=total)
-            self.bar.update(self.task, completed=step)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-
-
 def _groups(ds) -> Optional[np.ndarray]:
     """Augmented rows and their source share `_source_id`: keep them on one side."""
     if "_source_id" not in ds.table.column_names:
@@ -110,12 +84,13 @@ def register(app: typer.Typer) -> None:
         model: Optional[str] = typer.Option(None, "--model", help="Local Hugging Face causal LM folder (default: the bundled SmolLM2-135M-Instruct)."),
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
         epochs: float = typer.Option(1.0, "--epochs"),
-        lr: float = typer.Option(2e-4, "--lr"),
+        lr: float = typer.Option(1e-3, "--lr"),
+        train_tokens: Optional[int] = typer.Option(None, "--train-tokens", help="Train until this many tokens are processed (wins over --max-steps and --epochs)."),
         lora_r: int = typer.Option(8, "--lora-r"),
         lora_alpha: float = typer.Option(16, "--lora-alpha"),
         targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules, comma-separated."),
         batch_size: int = typer.Option(8, "--batch-size"),
-        max_length: int = typer.Option(256, "--max-length", help="Tokens per row (prompt end and response start are kept)."),
+        max_length: int = typer.Option(256, "--max-length", help="Tokens per row (a long prompt loses the middle of its input; the instruction and the response start stay)."),
         eval_every: int = typer.Option(25, "--eval-every", help="Evaluate the held-out loss every N steps."),
         patience: int = typer.Option(3, "--patience", help="Stop after N evaluations without improvement (0: never)."),
         template: Optional[str] = typer.Option(None, "--template", help="Prompt template with {prompt} (and optional {response}); default: the tokenizer's chat template."),
@@ -140,7 +115,8 @@ def register(app: typer.Typer) -> None:
         check_output_path(output, [data, eval_path or ""], overwrite)
         if eval_path and holdout:
             raise UsageError("give --eval or --holdout, not both")
-        config = TrainConfig(lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lora_r=lora_r,
+        config = TrainConfig(lr=lr, epochs=epochs, max_steps=max_steps, train_tokens=train_tokens,
+                             batch_size=batch_size, lora_r=lora_r,
                              lora_alpha=lora_alpha, target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()),
                              eval_every=eval_every, patience=patience or None, max_length=max_length,
                              template=template, dtype=dtype, seed=seed, threads=threads,
@@ -162,8 +138,11 @@ def register(app: typer.Typer) -> None:
             if fraction > 0:
                 tr, ev = holdout_split(train, fraction, seed, _groups(ds))
                 train, evaluation = train.take(tr), train.take(ev)
-        with _Bar(not (quiet or as_json)) as bar:
-            result = fine_tune(train, evaluation, config, model_path=model, progress=bar)
+        from thresher.cli.progress import TrainingProgress
+        from thresher.train.compare import reported
+
+        with TrainingProgress(not (quiet or as_json)) as progress, reported(progress, "training") as step:
+            result = fine_tune(train, evaluation, config, model_path=model, progress=step)
         metrics = None
         if evaluation is not None:
             metrics = evaluate_model(result.model, result.tokenizer, evaluation, template=template, generate=generate,

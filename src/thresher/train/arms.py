@@ -3,10 +3,13 @@
 Grammar (modifiers come last, `+template=` takes the rest of the spec)::
 
     ARM   := BASE ["+class-weights[=POWER]"] ["+template=TEMPLATE"]
-    BASE  := full | base | random | random@BUDGET | PATH
+    BASE  := full | base | DATA
            | bag:DATAxK            (K adapters, probabilities averaged)
            | seq:DATA,DATA         (train on the first, then on the second)
     DATA  := full | random | random@BUDGET | bootstrap | bootstrap@BUDGET | PATH
+           | stratified@BUDGET     (random within each label/task, proportional)
+           | longest@BUDGET        (the longest responses: the length baseline)
+           | select:METHOD@BUDGET  (a thresher selector run on the training side, timed)
     BUDGET:= 200 (rows) | 20% | 0.2 (fraction of the pool) | 50000t (tokens)
 
 `random` without a budget draws as many rows as the first selection-file arm
@@ -30,9 +33,10 @@ from thresher.errors import UsageError
 if TYPE_CHECKING:
     from thresher.train.examples import Examples
 
-DATA_KINDS = ("full", "random", "bootstrap", "file")
+DATA_KINDS = ("full", "random", "bootstrap", "file", "stratified", "longest", "select")
+BUDGETED = ("stratified", "longest", "select")  # kinds that need an @BUDGET
 _BUDGET = re.compile(r"^(?:(?P<pct>\d+(?:\.\d*)?)%|(?P<tok>\d+)t|(?P<rows>\d+)|(?P<frac>\d*\.\d+))$")
-_KEYWORDS = ("full", "base", "random", "bootstrap")
+_KEYWORDS = ("full", "base", "random", "bootstrap", "stratified", "longest")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Arm:
     inner: tuple["Arm", ...] = field(default=())
     class_weights: float | None = None
     template: str | None = None
+    method: str | None = None  # the selector of a select: arm
 
     @property
     def trains(self) -> bool:
@@ -159,6 +164,16 @@ def _split_class_weights(text: str, spec: str) -> tuple[str, float | None]:
 def _data_arm(text: str, spec: str) -> Arm:
     if text == "full":
         return Arm(spec, spec, "full")
+    if text.startswith("select:"):
+        method, sep, budget = text[len("select:"):].partition("@")
+        if not method or not sep:
+            raise UsageError(f"arm {spec!r}: a selector arm is select:METHOD@BUDGET, e.g. select:kcenter@20%")
+        return Arm(spec, spec, "select", budget=parse_budget(budget, spec), method=method)
+    for kind in BUDGETED[:2]:
+        if text == kind or text.startswith(kind + "@"):
+            if not text.startswith(kind + "@"):
+                raise UsageError(f"arm {spec!r}: {kind} needs a budget, e.g. {kind}@20%")
+            return Arm(spec, spec, kind, budget=parse_budget(text[len(kind) + 1:], spec))
     for kind in ("random", "bootstrap"):
         if text == kind:
             return Arm(spec, spec, kind)
@@ -207,6 +222,7 @@ class Drawn:
     tokens: np.ndarray
     ids: list[str]
     dropped: int = 0  # rows of a selection file left out because they are held out
+    select_seconds: float = 0.0  # time a select: arm's selector took
 
 
 class ArmData:
@@ -219,12 +235,14 @@ class ArmData:
     """
 
     def __init__(self, pool, tokenizer, *, label_field: str | None = None, exclude_ids=(),
-                 template: str | None = None, max_length: int = 256):
+                 template: str | None = None, max_length: int = 256, task_field: str | None = None,
+                 cache_dir: str | None = None):
         from thresher.train.examples import Examples
 
         self.pool = pool
         self.tokenizer, self.template, self.max_length = tokenizer, template, max_length
-        self.label_field = label_field
+        self.label_field, self.task_field, self.cache_dir = label_field, task_field, cache_dir
+        self._response_tokens: np.ndarray | None = None
         self.examples = Examples.from_dataset(pool, weight_field="auto", label_field=label_field)
         self.exclude = set(map(str, exclude_ids))
         self._tokens: np.ndarray | None = None
@@ -261,6 +279,8 @@ class ArmData:
             if member is None:
                 return base
             return _subset(base, rng.integers(0, len(base.ids), size=len(base.ids)))
+        if arm.kind in BUDGETED:
+            return self._budgeted(arm, seed)
         everything = Drawn(self.examples, self.tokens if arm.budget and arm.budget.kind == "tokens" else None,
                            [str(i) for i in self.examples.ids])
         n = len(self.examples)
@@ -299,6 +319,51 @@ class ArmData:
                 raise UsageError(f"arm {arm.spec!r}: {int(arm.budget.value)} tokens hold no whole row")
             return np.sort(order[:k])
         return np.sort(order[:self._size(arm, n, match_rows)])
+
+    def _budgeted(self, arm: Arm, seed: int) -> Drawn:
+        """stratified / longest / select: rows, the selector's time, as a Drawn."""
+        import time
+
+        start = time.perf_counter()
+        n = len(self.examples)
+        k = arm.budget.rows(n) if arm.budget.kind != "tokens" else None
+        if arm.kind == "longest":
+            order = np.lexsort((np.arange(n), -self.response_tokens))
+            rows = order[:k] if k else order[:max(1, arm.budget.fits_tokens(self.tokens[order]))]
+        elif arm.kind == "stratified":
+            rows = self._stratified(arm, seed, k)
+        else:
+            rows = self._selected(arm, seed)
+        drawn = _subset(Drawn(self.examples, self.tokens, [str(i) for i in self.examples.ids]), np.sort(rows))
+        drawn.select_seconds = time.perf_counter() - start
+        return drawn
+
+    @property
+    def response_tokens(self) -> np.ndarray:
+        if self._response_tokens is None:
+            ids = self.tokenizer(self.examples.responses, add_special_tokens=False)["input_ids"]
+            self._response_tokens = np.fromiter((len(x) for x in ids), np.int64, len(ids))
+        return self._response_tokens
+
+    def _stratified(self, arm: Arm, seed: int, k: int | None) -> np.ndarray:
+        from thresher.sampling.stratified import StratifiedSampler
+
+        field = self.task_field or self.label_field
+        if field is None:
+            raise UsageError(f"arm {arm.spec!r}: stratified sampling needs --label-field (or --task-field)")
+        if k is None:
+            raise UsageError(f"arm {arm.spec!r}: stratified takes a row budget (200 or 20%), not tokens")
+        sel = StratifiedSampler(by=[field], allocation="proportional", random_state=seed).select(self.pool, k)
+        return np.asarray(sel.indices, np.int64)
+
+    def _selected(self, arm: Arm, seed: int) -> np.ndarray:
+        from thresher.features.store import FeatureStore
+        from thresher.pipeline.runner import StepSpec, run_steps
+
+        budget = ({"tokens": int(arm.budget.value)} if arm.budget.kind == "tokens"
+                  else {"n": arm.budget.rows(len(self.examples))})
+        result = run_steps(self.pool, [StepSpec(arm.method, budget)], seed=seed, store=FeatureStore(self.cache_dir))
+        return np.asarray(result.selection.indices, np.int64)
 
     def _read_file(self, arm: Arm) -> Drawn:
         from thresher.api import read

@@ -1,17 +1,24 @@
 """`thresher compare`: fine-tune one adapter per arm and seed, evaluate on
-held-out rows, and summarize each arm with t-intervals, PIR and SDF.
+held-out rows, and say plainly which arms beat random, base and full.
 
 * Every run trains a fresh LoRA adapter on a copy of the same base model with
   the same `TrainConfig` (only the data, the seed and the arm's modifiers
-  change) and no early stopping on the held-out rows (they are the test set).
+  change). Compute is equal across arms by default: every run processes the
+  same number of training tokens (`train_tokens`; "auto" is three epochs of
+  the smallest arm, capped at `AUTO_TOKENS_CPU` on a CPU and
+  `AUTO_TOKENS_GPU` on a GPU); `max_steps` (equal steps) or `epochs` instead.
+* Early stopping never looks at the test rows: a small validation split is
+  carved from the training side (`validation`), left out of every arm, and
+  used when a run goes over its data at least twice.
 * Seeds: run i uses seed `seed + i` for its random subset and for training.
-* PIR (performance-improvement ratio) is paired by seed: arm / full for
-  scores (accuracy, macro-F1), full / arm for loss and perplexity, so > 1 is
-  better for every metric. SDF (selected data fraction) = arm rows / full rows.
+* Statistics (`thresher.train.stats`): intervals by a paired bootstrap over
+  eval rows x seeds, differences against `random` (the same seeds), `base`
+  and `full`, the minimum detectable difference and a verdict per arm.
+* PIR (performance-improvement ratio): arm / full for scores, full / arm for
+  losses (> 1 is better). SDF (selected data fraction) = arm rows / full rows.
 * `bag:DATAxK`: K adapters on different draws (fresh random subsets, or
-  bootstrap resamples of full / file data); label probabilities (exp of the
-  normalized label log-probabilities) are averaged before the argmax; loss is
-  the mean of the members' losses (perplexity its exp).
+  bootstrap resamples of full / file data); label probabilities are averaged
+  before the argmax; loss is the mean of the members' losses.
 * `seq:A,B`: an adapter is trained on A, merged into the weights, then a
   fresh adapter is trained on B with the same config.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,29 +35,40 @@ import numpy as np
 
 from thresher.errors import UsageError
 from thresher.train.arms import Arm, ArmData, Drawn, parse_arms
-from thresher.train.results import (fmt_ci, mean_per_class_f1, pir_summary, summarize, summed_confusion, text_table)
+from thresher.train.results import fmt_ci, higher_is_better, mean_per_class_f1, summed_confusion, text_table
 
 log = logging.getLogger(__name__)
 TEMPLATE_ALIASES = {"chat": None, "plain": "PLAIN"}
 LABEL_METRICS = ("accuracy", "macro_f1")
+AUTO_TOKENS_CPU = 24_576  # ~1 min of SmolLM2-135M LoRA training on 2 cores
+AUTO_TOKENS_GPU = 1_048_576
+AUTO_EPOCHS = 3
+VALIDATION_ROWS = 32
 
 
 @dataclass
 class Setup:
     """What every arm shares: the training side of the pool, the held-out
-    examples, the label set and the loaded base model."""
+    examples and each one's candidate labels, the validation rows carved from
+    the training side, and the loaded base model."""
 
     data: ArmData
     eval: Any  # Examples
-    label_set: list[str] | None
+    row_labels: list
+    labels: list[str]
+    validation: Any  # Examples | None
     model: Any
     tokenizer: Any
     config: Any  # TrainConfig
     info: dict
 
     @property
+    def label_set(self) -> list[str] | None:
+        return self.labels or None
+
+    @property
     def metrics(self) -> list[str]:
-        return ["loss", "perplexity"] + (list(LABEL_METRICS) if self.label_set else [])
+        return ["loss", "perplexity"] + (list(LABEL_METRICS) if self.labels else [])
 
 
 def resolve_template(text: str | None) -> str | None:
@@ -65,11 +84,44 @@ def resolve_template(text: str | None) -> str | None:
 
 def prepare(pool, *, config, eval_data=None, holdout: float | None = 0.1, seed: int = 0,
             label_field: str | None = None, group_field: str | None = None, label_set="auto",
-            model=None, tokenizer=None, model_path: str | None = None, device: str = "auto") -> Setup:
-    """Split off the held-out rows (or use `eval_data`), load the base model (moved to
-    `device`: auto = cuda when available) and build the arm sampler."""
+            model=None, tokenizer=None, model_path: str | None = None, device: str = "auto",
+            task_field: str | None = None, validation: int | None = VALIDATION_ROWS,
+            cache_dir: str | None = None) -> Setup:
+    """Split off the held-out rows (or use `eval_data`) and `validation` rows of
+    the training side, load the base model (moved to `device`: auto = cuda when
+    available) and build the arm sampler. Label sets are found per task
+    (`task_field`, default `label_field`)."""
     from thresher.train.examples import Examples
-    from thresher.train.metrics import detect_label_set
+    from thresher.train.metrics import union_labels
+    from thresher.train.scoring import row_label_sets
+
+    train, test, info = _split_test(pool, eval_data, holdout, seed, label_field, group_field)
+    train, val = _split_validation(train, validation, seed, label_field, group_field)
+    if (model is None) != (tokenizer is None):
+        raise UsageError("give both model and tokenizer, or neither")
+    if model is None:
+        from thresher.models import load_causal_lm
+
+        model, tokenizer = load_causal_lm(model_path)
+    model = model.to(resolve_device(device))
+    task_field = task_field or label_field
+    if task_field is not None and task_field not in test.fields:
+        task_field = None
+    eval_examples = Examples.from_dataset(test, weight_field=None, task_field=task_field)
+    row_labels = row_label_sets(eval_examples, label_set)
+    labels = union_labels(row_labels, label_set)
+    exclude = [str(i) for i in test.ids] + ([str(i) for i in val.ids] if val is not None else [])
+    data = ArmData(train, tokenizer, label_field=label_field, exclude_ids=exclude, template=config.template,
+                   max_length=config.max_length, task_field=task_field, cache_dir=cache_dir)
+    val_examples = Examples.from_dataset(val, weight_field=None) if val is not None else None
+    info.update(pool_rows=len(pool), train_rows=len(train), eval_rows=len(test), label_field=label_field,
+                task_field=task_field, label_set=labels or None,
+                validation_rows=0 if val is None else len(val),
+                label_rows=sum(1 for r in row_labels if r is not None))
+    return Setup(data, eval_examples, row_labels, labels, val_examples, model, tokenizer, config, info)
+
+
+def _split_test(pool, eval_data, holdout, seed, label_field, group_field):
     from thresher.train.split import holdout_split
 
     if eval_data is not None and holdout:
@@ -78,29 +130,21 @@ def prepare(pool, *, config, eval_data=None, holdout: float | None = 0.1, seed: 
         if not holdout:
             raise UsageError("need held-out data: an eval file (--eval) or a holdout fraction (--holdout 0.1)")
         train, test = holdout_split(pool, holdout, seed, label_field=label_field, group_field=group_field)
-        info = {"holdout": holdout, "split_seed": seed}
-    else:
-        test = eval_data
-        held = set(map(str, test.ids))
-        keep = np.flatnonzero([str(i) not in held for i in pool.ids])
-        train = pool.take(keep)
-        info = {"eval": test.source.path, "pool_rows_in_eval_dropped": int(len(pool) - keep.size)}
-    if (model is None) != (tokenizer is None):
-        raise UsageError("give both model and tokenizer, or neither")
-    if model is None:
-        from thresher.models import load_causal_lm
+        return train, test, {"holdout": holdout, "split_seed": seed}
+    held = set(map(str, eval_data.ids))
+    keep = np.flatnonzero([str(i) not in held for i in pool.ids])
+    return pool.take(keep), eval_data, {"eval": eval_data.source.path,
+                                        "pool_rows_in_eval_dropped": int(len(pool) - keep.size)}
 
-        model, tokenizer = load_causal_lm(model_path)
-    model = model.to(resolve_device(device))
-    # no labels on the eval rows: evaluate_model would spend a forward pass on loss per label
-    eval_examples = Examples.from_dataset(test, weight_field=None)
-    labels = detect_label_set(eval_examples.responses) if label_set == "auto" else label_set
-    exclude = [str(i) for i in test.ids]
-    data = ArmData(train, tokenizer, label_field=label_field, exclude_ids=exclude, template=config.template,
-                   max_length=config.max_length)
-    info.update(pool_rows=len(pool), train_rows=len(train), eval_rows=len(test), label_field=label_field,
-                label_set=list(labels) if labels else None)
-    return Setup(data, eval_examples, list(labels) if labels else None, model, tokenizer, config, info)
+
+def _split_validation(train, rows: int | None, seed: int, label_field, group_field):
+    """(training side, validation rows) - none when the pool is too small to spare them."""
+    from thresher.train.split import holdout_split
+
+    if not rows or len(train) < 5 * rows:
+        return train, None
+    label = label_field if label_field in train.fields else None
+    return holdout_split(train, rows / len(train), seed + 7_777, label_field=label, group_field=group_field)
 
 
 def resolve_device(device: str) -> str:
@@ -117,90 +161,143 @@ def resolve_device(device: str) -> str:
 
 # ------------------------------------------------------------------ evaluation
 def evaluate(setup: Setup, model: Any, template: str | None) -> dict:
-    """{"metrics": {...}, "per_class": ..., "confusion": ...} of one model on the held-out rows."""
+    """{"metrics", "per_class", "confusion", "rows" (RunRows), "truncation"} of one model on the held-out rows."""
     from thresher.train.metrics import evaluate_model
+    from thresher.train.stats import RunRows
 
     cfg = setup.config
-    out = evaluate_model(model, setup.tokenizer, setup.eval, label_set=setup.label_set, template=template,
-                         batch_size=cfg.eval_batch_size, max_length=cfg.max_length, dtype=cfg.dtype)
+    out = evaluate_model(model, setup.tokenizer, setup.eval, template=template, batch_size=cfg.eval_batch_size,
+                         max_length=cfg.max_length, dtype=cfg.dtype, keep_rows=True, row_labels=setup.row_labels,
+                         label_set=setup.labels or None)
     metrics = {m: float(out[m]) for m in setup.metrics if m in out}
-    return {"metrics": metrics, "per_class": out.get("per_class"), "confusion": out.get("confusion")}
+    return {"metrics": metrics, "per_class": out.get("per_class"), "confusion": out.get("confusion"),
+            "rows": RunRows.from_scores(out["rows"], setup.labels), "truncation": out["truncation"]}
 
 
 def evaluate_bag(setup: Setup, models: list[Any], template: str | None) -> dict:
-    """A bag's metrics: mean member loss; label probabilities averaged over members."""
-    from thresher.train.metrics import classification_metrics, label_logprobs, response_loss
+    """A bag's metrics: mean member NLL per row; label probabilities averaged over members."""
+    from thresher.train.metrics import classification_metrics
 
-    cfg = setup.config
-    losses = [response_loss(m, setup.tokenizer, setup.eval, template, cfg.max_length, cfg.eval_batch_size,
-                            cfg.dtype)["loss"] for m in models]
-    loss = float(np.mean(losses))
-    out = {"metrics": {"loss": loss, "perplexity": float(np.exp(loss))}, "per_class": None, "confusion": None}
-    if setup.label_set:
-        truth = np.asarray([r.strip() for r in setup.eval.responses], dtype=object)
-        keep = np.flatnonzero(np.isin(truth, np.asarray(setup.label_set, dtype=object)))
+    members = [evaluate(setup, m, template) for m in models]
+    rows = members[0]["rows"]
+    rows.nll = np.mean([m["rows"].nll for m in members], axis=0)
+    loss = float(rows.nll.sum() / rows.tokens.sum())
+    out = {"metrics": {"loss": loss, "perplexity": float(np.exp(loss))}, "per_class": None, "confusion": None,
+           "rows": rows, "truncation": members[0]["truncation"]}
+    if setup.labels:
+        keep = np.flatnonzero(rows.truth >= 0)
         if keep.size:
-            prompts = [setup.eval.prompts[i] for i in keep]
-            probs = np.mean([np.exp(label_logprobs(m, setup.tokenizer, prompts, setup.label_set, template,
-                                                   cfg.eval_batch_size, max_length=cfg.max_length,
-                                                   dtype=cfg.dtype)) for m in models], axis=0)
-            pred = [setup.label_set[k] for k in probs.argmax(axis=1)]
-            cls = classification_metrics(truth[keep].tolist(), pred, setup.label_set)
+            probs = [_label_probs(setup, m, template) for m in models]
+            mean = np.mean(probs, axis=0)
+            rows.pred = np.where(rows.truth >= 0, mean.argmax(axis=1), -1)
+            cls = classification_metrics([setup.labels[t] for t in rows.truth[keep]],
+                                         [setup.labels[p] for p in rows.pred[keep]], setup.labels)
             out["metrics"].update({m: cls[m] for m in LABEL_METRICS})
             out["per_class"], out["confusion"] = cls["per_class"], cls["confusion"]
     return out
 
 
+def _label_probs(setup: Setup, model: Any, template: str | None) -> np.ndarray:
+    """(n, C) probabilities over the union label set (0 outside a row's own set)."""
+    from thresher.train.scoring import score_rows
+
+    cfg = setup.config
+    scores = score_rows(model, setup.tokenizer, setup.eval, setup.row_labels, template, cfg.max_length,
+                        cfg.eval_batch_size, cfg.dtype)
+    out = np.zeros((len(setup.eval), len(setup.labels)))
+    col = {lab: k for k, lab in enumerate(setup.labels)}
+    for i, lp in enumerate(scores.logprobs):
+        for lab, v in (lp or {}).items():
+            out[i, col[lab]] = np.exp(v)
+    return out
+
+
 # ------------------------------------------------------------------ one run
-def _train(setup: Setup, drawn: Drawn, cfg, model=None):
+def _train(setup: Setup, drawn: Drawn, cfg, model=None, progress=None):
     from thresher.train.lora import fine_tune
 
-    return fine_tune(drawn.examples, None, cfg, model=setup.model if model is None else model,
-                     tokenizer=setup.tokenizer)
+    epochs = _epochs(cfg, drawn)
+    val = setup.validation if setup.validation is not None and epochs >= 2 else None
+    if val is not None:  # the run repeats its data: watch a validation loss (never the test rows)
+        steps = max(1, int(round(epochs * len(drawn.ids) / cfg.batch_size)))
+        cfg = replace(cfg, eval_every=max(1, steps // 4), patience=cfg.patience or 2)
+    else:
+        cfg = replace(cfg, patience=None)
+    return fine_tune(drawn.examples, val, cfg, model=setup.model if model is None else model,
+                     tokenizer=setup.tokenizer, progress=progress)
+
+
+def _epochs(cfg, drawn: Drawn) -> float:
+    """Passes over its data a run makes."""
+    total = float(np.sum(drawn.tokens)) if drawn.tokens is not None else 0.0
+    if cfg.train_tokens:
+        return cfg.train_tokens / max(total, 1.0)
+    if cfg.max_steps:
+        return cfg.max_steps * cfg.batch_size / max(len(drawn.ids), 1)
+    return cfg.epochs
 
 
 def run_arm(setup: Setup, arm: Arm, seed: int, match_rows: int | None = None,
-            save_dir: Path | None = None) -> dict:
-    """Train (unless `base`) and evaluate one arm for one seed: a `runs` entry."""
+            save_dir: Path | None = None, progress=None) -> dict:
+    """Train (unless `base`) and evaluate one arm for one seed: a `runs` entry.
+    `progress`: a reporter with `run(label)` -> step callback and `finished()`."""
     cfg = replace(setup.config, seed=seed, template=arm.template if arm.template is not None else setup.config.template)
     if arm.class_weights is not None:
         if setup.data.label_field is None:
             raise UsageError(f"arm {arm.spec!r}: class weights need --label-field")
         cfg = replace(cfg, class_weight_power=arm.class_weights)
+    with reported(progress, f"{arm.name} seed {seed}") as step:
+        return _run_arm(setup, arm, seed, cfg, match_rows, save_dir, step)
+
+
+@contextmanager
+def reported(progress, label: str):
+    """The step callback of one run of `progress` (a reporter or None), finished on exit."""
+    step = progress.run(label) if progress is not None else None
+    try:
+        yield step
+    finally:
+        if progress is not None:
+            progress.finished()
+
+
+def _run_arm(setup, arm, seed, cfg, match_rows, save_dir, step) -> dict:
     if arm.kind == "base":
-        res = evaluate(setup, setup.model, cfg.template)
-        return _run(seed, res, [], 0, 0)
+        return _run(seed, evaluate(setup, setup.model, cfg.template), [], [])
     if arm.kind == "bag":
         results, draws = [], []
         for m in range(arm.members):
             drawn = setup.data.draw(arm.inner[0], seed, member=m, match_rows=match_rows)
-            results.append(_train(setup, drawn, replace(cfg, seed=seed + 1000 * (m + 1))))
+            results.append(_train(setup, drawn, replace(cfg, seed=seed + 1000 * (m + 1)), progress=step))
             draws.append(drawn)
         res = evaluate_bag(setup, [r.model for r in results], cfg.template)
     elif arm.kind == "seq":
         draws = [setup.data.draw(stage, seed, match_rows=match_rows) for stage in arm.inner]
-        first = _train(setup, draws[0], cfg)
+        first = _train(setup, draws[0], cfg, progress=step)
         merged = first.model.merge_and_unload()
-        results = [first, _train(setup, draws[1], cfg, model=merged)]
+        results = [first, _train(setup, draws[1], cfg, model=merged, progress=step)]
         res = evaluate(setup, results[1].model, cfg.template)
     else:
         draws = [setup.data.draw(arm, seed, match_rows=match_rows)]
-        results = [_train(setup, draws[0], cfg)]
+        results = [_train(setup, draws[0], cfg, progress=step)]
         res = evaluate(setup, results[0].model, cfg.template)
     if save_dir is not None:
         _save(results, save_dir / _slug(arm.name) / f"seed{seed}")
-    return _run(seed, res, draws, sum(r.train_tokens for r in results), sum(r.steps for r in results),
-                seconds=sum(r.seconds for r in results))
+    return _run(seed, res, draws, results)
 
 
-def _run(seed: int, res: dict, draws: list[Drawn], train_tokens: int, steps: int, seconds: float = 0.0) -> dict:
+def _run(seed: int, res: dict, draws: list[Drawn], results: list) -> dict:
     ids: dict[str, int] = {}
     for d in draws:
         ids.update(zip(d.ids, d.tokens.tolist()))
-    return {"seed": seed, "metrics": res["metrics"], "train_seconds": round(seconds, 3),
-            "train_tokens": int(train_tokens), "steps": int(steps), "rows": len(ids),
-            "data_tokens": int(sum(ids.values())), "dropped_heldout": int(sum(d.dropped for d in draws)),
-            "per_class": res["per_class"], "confusion": res["confusion"]}
+    return {"seed": seed, "metrics": res["metrics"], "train_seconds": round(sum(r.seconds for r in results), 3),
+            "select_seconds": round(sum(d.select_seconds for d in draws), 3),
+            "train_tokens": int(sum(r.train_tokens for r in results)), "steps": int(sum(r.steps for r in results)),
+            "stopped_early": any(r.stopped_early for r in results),
+            "best_step": results[-1].best_step if results else None,
+            "rows": len(ids), "data_tokens": int(sum(ids.values())),
+            "dropped_heldout": int(sum(d.dropped for d in draws)), "truncation": res["truncation"],
+            "per_class": res["per_class"], "confusion": res["confusion"], "eval_rows": res["rows"]}
 
 
 def _save(results: list, folder: Path) -> None:
@@ -235,78 +332,189 @@ def expand_templates(arms: list[Arm], templates: Sequence[str] | None) -> list[A
     return out
 
 
+def resolve_budget(setup: Setup, arms: list[Arm], seed: int, match_rows: int | None):
+    """The config with `train_tokens="auto"` made a number: `AUTO_EPOCHS` epochs
+    of the smallest arm's data, capped by the device's `AUTO_TOKENS_*`."""
+    cfg = setup.config
+    if cfg.train_tokens != "auto":
+        return cfg
+    sizes = []
+    for arm in arms:
+        for data in (arm.inner or (arm,)):
+            if data.kind != "base":
+                drawn = setup.data.draw(data, seed, match_rows=match_rows)
+                sizes.append(float(np.sum(drawn.tokens)))
+    device = next(setup.model.parameters()).device.type
+    cap = AUTO_TOKENS_GPU if device == "cuda" else AUTO_TOKENS_CPU
+    tokens = int(min(cap, AUTO_EPOCHS * min(sizes))) if sizes else cap
+    return replace(cfg, train_tokens=max(tokens, 1))
+
+
 def compare(pool, arms: Sequence[str | Arm], *, config=None, eval_data=None, holdout: float | None = 0.1,
             seeds: int = 3, seed: int = 0, templates: Sequence[str] | None = None, label_field: str | None = None,
             group_field: str | None = None, model=None, tokenizer=None, model_path: str | None = None,
-            save_adapters: str | Path | None = None, progress: Callable[[str], None] | None = None,
-            command: str = "", device: str = "auto") -> dict:
+            save_adapters: str | Path | None = None, progress=None, command: str = "", device: str = "auto",
+            task_field: str | None = None, validation: int | None = VALIDATION_ROWS, n_boot: int = 2000,
+            cache_dir: str | None = None) -> dict:
     """Run every arm for `seeds` seeds and return the `compare` results dict
-    (see the module docstring and `results.json`)."""
+    (see the module docstring and `results.json`). `config.train_tokens` may be
+    "auto" (see `resolve_budget`). `progress`: a reporter (see `run_arm`)."""
+    import time
+
     from thresher.train.lora import TrainConfig
 
+    started = time.perf_counter()
     config = config or TrainConfig()
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise UsageError(f"seeds must be a positive integer, got {seeds!r}")
     parsed = expand_templates(parse_arms(list(arms)), templates)
-    setup = prepare(pool, config=config, eval_data=eval_data, holdout=holdout, seed=seed, label_field=label_field,
-                    group_field=group_field, model=model, tokenizer=tokenizer, model_path=model_path, device=device)
+    auto = config.train_tokens == "auto"
+    setup = prepare(pool, config=replace(config, train_tokens=None) if auto else config, eval_data=eval_data,
+                    holdout=holdout, seed=seed, label_field=label_field, group_field=group_field, model=model,
+                    tokenizer=tokenizer, model_path=model_path, device=device, task_field=task_field,
+                    validation=validation, cache_dir=cache_dir)
     match_rows = next((len(setup.data.file_rows(a).ids) for a in parsed if a.kind == "file"), None)
+    if auto:
+        setup.config = resolve_budget(replace(setup, config=replace(config, train_tokens="auto")), parsed, seed,
+                                      match_rows)
     save_dir = Path(save_adapters) if save_adapters else None
     arm_results = []
     for arm in parsed:
-        runs = []
-        for i in range(1 if arm.kind == "base" else seeds):
-            if progress:
-                progress(f"{arm.name}: seed {seed + i}")
-            runs.append(run_arm(setup, arm, seed + i, match_rows, save_dir))
+        runs = [run_arm(setup, arm, seed + i, match_rows, save_dir, progress)
+                for i in range(1 if arm.kind == "base" else seeds)]
         arm_results.append((arm, runs))
-    return build_results(setup, arm_results, seeds, command)
+    results = build_results(setup, arm_results, seeds, command, n_boot=n_boot, seed=seed)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    return results
 
 
-def build_results(setup: Setup, arm_results: list[tuple[Arm, list[dict]]], seeds: int, command: str) -> dict:
+def build_results(setup: Setup, arm_results: list[tuple[Arm, list[dict]]], seeds: int, command: str,
+                  n_boot: int = 2000, seed: int = 0) -> dict:
     """The `compare` results dict from each arm's runs."""
+    from thresher.train.stats import PairedBootstrap
+
     full_rows = len(setup.data)
     metrics = setup.metrics
-    refs = {a.template: runs for a, runs in arm_results if a.kind == "full" and a.class_weights is None}
-    arms = []
-    for arm, runs in arm_results:
-        rows = float(np.mean([r["rows"] for r in runs])) if arm.kind != "base" else 0.0
-        arms.append({
-            "name": arm.name, "spec": arm.spec, "kind": arm.kind, "template": arm.template,
-            "rows": int(round(rows)), "tokens": int(round(np.mean([r["data_tokens"] for r in runs]))),
-            "sdf": rows / full_rows if full_rows else None,
-            "runs": [{k: v for k, v in r.items() if k not in ("per_class", "confusion")} for r in runs],
-            "summary": summarize(runs, metrics),
-            "pir": pir_summary(runs, refs.get(arm.template), metrics),
-            "per_class_f1": mean_per_class_f1([r["per_class"] for r in runs]),
-            "confusion": summed_confusion([r["confusion"] for r in runs]),
-            "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
-            "train_tokens": float(np.mean([r["train_tokens"] for r in runs])),
-        })
-    return {"kind": "compare", "metrics": metrics, "pool_rows": setup.info["pool_rows"],
+    boot = PairedBootstrap(len(setup.eval), seeds, n_boot, seed)
+    reps = {id(arm): {m: boot.replicates([r["eval_rows"] for r in runs], m, len(setup.labels)) for m in metrics}
+            for arm, runs in arm_results}
+    refs = _references(arm_results)
+    runs_of = {id(arm): runs for arm, runs in arm_results}
+    primary = "macro_f1" if "macro_f1" in metrics else "loss"
+    arms = [_arm_entry(arm, runs, reps, refs, runs_of, metrics, primary, full_rows, len(setup.eval))
+            for arm, runs in arm_results]
+    return {"kind": "compare", "metrics": metrics, "primary": primary, "pool_rows": setup.info["pool_rows"],
             "train_rows": full_rows, "eval_rows": len(setup.eval), "arms": arms,
             "config": {"train": setup.config.to_dict(), "seeds": seeds, **setup.info,
-                       "interval": "95% Student-t interval over seeds (mean +- t(n-1) * sd / sqrt(n))",
+                       "interval": f"95% paired bootstrap over eval rows x seeds ({n_boot} replicates)",
                        "pir": "arm/full for accuracy and F1; full/arm for loss and perplexity (>1 is better)",
-                       "sdf": "arm training rows (distinct) / full training rows"},
+                       "sdf": "arm training rows (distinct) / full training rows",
+                       "mdd": "minimum detectable difference: 2.8 x the bootstrap SE of the paired difference "
+                              "(5% two-sided test, 80% power)"},
             "command": command}
 
 
+def _references(arm_results) -> dict:
+    """The arms others are compared with: the first plain random / full arm and base (per template)."""
+    refs: dict = {}
+    for arm, _ in arm_results:
+        if arm.kind in ("random", "full", "base") and arm.class_weights is None:
+            refs.setdefault((arm.kind, arm.template), arm)
+    return refs
+
+
+def _mean(runs: list[dict], metric: str) -> float:
+    return float(np.mean([r["metrics"][metric] for r in runs]))
+
+
+def _arm_entry(arm, runs, reps, refs, runs_of, metrics, primary, full_rows, eval_rows) -> dict:
+    from thresher.train.stats import compare_to, interval, verdict
+
+    rows = float(np.mean([r["rows"] for r in runs])) if arm.kind != "base" else 0.0
+    means = {m: _mean(runs, m) for m in metrics}
+    summary = {}
+    for m in metrics:
+        lo, hi = interval(reps[id(arm)][m])
+        summary[m] = {"mean": means[m], "ci_low": lo, "ci_high": hi, "n": len(runs)}
+    against = {}
+    for kind in ("random", "base", "full"):
+        ref = refs.get((kind, arm.template))
+        if ref is None or ref is arm:
+            continue
+        sign = 1.0 if higher_is_better(primary) else -1.0
+        point = sign * (means[primary] - _mean(runs_of[id(ref)], primary))
+        against[kind] = compare_to(reps[id(arm)][primary], reps[id(ref)][primary], point, primary, eval_rows)
+    return {
+        "name": arm.name, "spec": arm.spec, "kind": arm.kind, "template": arm.template,
+        "rows": int(round(rows)), "tokens": int(round(np.mean([r["data_tokens"] for r in runs]))),
+        "sdf": rows / full_rows if full_rows else None,
+        "runs": [_run_record(r) for r in runs],
+        "summary": summary, "pir": _pir(arm, reps, refs, runs_of, means, metrics),
+        "vs": against, "verdict": verdict(arm.name, arm.kind, against.get("random"), against.get("base"), primary),
+        "per_class_f1": mean_per_class_f1([r["per_class"] for r in runs]),
+        "confusion": summed_confusion([r["confusion"] for r in runs]),
+        "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+        "select_seconds": float(np.mean([r["select_seconds"] for r in runs])),
+        "train_tokens": float(np.mean([r["train_tokens"] for r in runs])),
+        "truncation": runs[0]["truncation"],
+    }
+
+
+def _pir(arm, reps, refs, runs_of, means, metrics) -> dict:
+    from thresher.train.stats import interval
+
+    ref = refs.get(("full", arm.template))
+    if ref is None:
+        return {}
+    out = {}
+    for m in metrics:
+        a, f = reps[id(arm)][m], reps[id(ref)][m]
+        full_mean = _mean(runs_of[id(ref)], m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = a / f if higher_is_better(m) else f / a
+            point = means[m] / full_mean if higher_is_better(m) else full_mean / means[m]
+        lo, hi = interval(ratio[np.isfinite(ratio)]) if np.isfinite(ratio).any() else (float("nan"),) * 2
+        out[m] = {"mean": point, "ci_low": lo, "ci_high": hi}
+    return out
+
+
+def _run_record(run: dict) -> dict:
+    out = {k: v for k, v in run.items() if k not in ("per_class", "confusion", "eval_rows")}
+    out["eval_rows"] = run["eval_rows"].to_json()
+    return out
+
+
 def compare_table(results: dict) -> str:
-    """The plain-text table of a `compare` results dict."""
+    """The plain-text table of a `compare` results dict, and one verdict line per arm."""
     metrics = results["metrics"]
-    primary = "macro_f1" if "macro_f1" in metrics else "loss"
-    header = ["arm", "rows", "SDF"] + metrics + [f"PIR({primary})", "train s", "train tokens"]
+    primary = results.get("primary", "macro_f1" if "macro_f1" in metrics else "loss")
+    header = (["arm", "rows", "SDF"] + metrics + [f"vs random ({primary})", f"PIR({primary})", "select s",
+                                                  "train s", "train tokens"])
     rows = []
     for a in results["arms"]:
         sdf = f"{a['sdf']:.3f}" if a["sdf"] is not None else "-"
+        vs = (a.get("vs") or {}).get("random")
+        diff = f"{vs['diff']:+.3g} [{vs['ci_low']:+.3g}, {vs['ci_high']:+.3g}]" if vs else "-"
         rows.append([a["name"], a["rows"], sdf] + [fmt_ci(a["summary"][m]) for m in metrics]
-                    + [fmt_ci(a["pir"].get(primary)), f"{a['train_seconds']:.1f}", f"{a['train_tokens']:.0f}"])
-    n = results["config"]["seeds"]
-    note = (f"\nmean [95% t-interval over {n} seeds]; PIR = arm/full for accuracy/F1, full/arm for loss/perplexity "
-            f"(>1 is better); SDF = arm rows / full rows ({results['train_rows']}); eval rows: {results['eval_rows']}\n")
-    return text_table(header, rows) + note
+                    + [diff, fmt_ci(a["pir"].get(primary)), f"{a.get('select_seconds', 0.0):.1f}",
+                       f"{a['train_seconds']:.1f}", f"{a['train_tokens']:.0f}"])
+    cfg = results["config"]
+    n = cfg["seeds"]
+    budget = cfg["train"].get("train_tokens")
+    budget_note = (f"every run trained on {budget:,} tokens (equal compute)" if budget else
+                   f"every run trained {cfg['train'].get('max_steps')} steps" if cfg["train"].get("max_steps") else
+                   f"every run trained {cfg['train'].get('epochs')} epochs of its own data")
+    note = (f"\nmean [95% paired bootstrap over {results['eval_rows']} eval rows x {n} seeds]; vs random: paired "
+            f"difference (> 0 is better); PIR = arm/full for accuracy/F1, full/arm for loss/perplexity (>1 is better); "
+            f"SDF = arm rows / full rows ({results['train_rows']}); {budget_note}\n")
+    verdicts = "\n".join(f"  {a['name']}: {a['verdict']}" for a in results["arms"])
+    trunc = results["arms"][0].get("truncation") if results["arms"] else None
+    tnote = ""
+    if trunc and trunc.get("rows"):
+        tnote = (f"\ntruncated eval rows: {trunc['rows']} ({trunc['share']:.0%}), {trunc['mean_removed']:.0f} tokens "
+                 f"cut on average from the middle of the input (--max-length {cfg['train']['max_length']})\n")
+    return text_table(header, rows) + note + "\nverdicts:\n" + verdicts + "\n" + tnote
 
 
 __all__ = ["Setup", "prepare", "compare", "run_arm", "evaluate", "evaluate_bag", "build_results", "compare_table",
-           "expand_templates", "resolve_template"]
+           "expand_templates", "resolve_template", "resolve_budget", "reported"]

@@ -11,7 +11,7 @@ across seeds, or residuals with a single seed).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -28,11 +28,11 @@ def curve(pool, *, config=None, fractions: Sequence[float] = DEFAULT_FRACTIONS, 
           metric: str = "auto", by: str | None = None, eval_data=None, holdout: float | None = 0.1,
           label_field: str | None = None, group_field: str | None = None, model=None, tokenizer=None,
           model_path: str | None = None, n_boot: int = 1000, plateau_tol: float = 0.01,
-          progress: Callable[[str], None] | None = None, command: str = "",
+          progress=None, command: str = "",
           device: str = "auto") -> dict:
     """Train on nested fractions of the pool for `seeds` seeds, fit
     `err(n) = a n^-b + c`, and return the `curve` results dict."""
-    from thresher.train.compare import evaluate, prepare
+    from thresher.train.compare import evaluate, prepare, reported
     from thresher.train.lora import TrainConfig, fine_tune
     from thresher.train.split import nested_subsets
 
@@ -44,7 +44,7 @@ def curve(pool, *, config=None, fractions: Sequence[float] = DEFAULT_FRACTIONS, 
         raise UsageError(f"seeds must be a positive integer, got {seeds!r}")
     setup = prepare(pool, config=config, eval_data=eval_data, holdout=holdout, seed=seed, label_field=label_field,
                     group_field=group_field, model=model, tokenizer=tokenizer, model_path=model_path,
-                    device=device)
+                    device=device, validation=None)
     metric = _pick_metric(metric, setup.metrics)
     strata = np.asarray(setup.data.pool.categorical([by])[0]) if by else None
     n = len(setup.data)
@@ -52,11 +52,10 @@ def curve(pool, *, config=None, fractions: Sequence[float] = DEFAULT_FRACTIONS, 
     for i in range(seeds):
         s = seed + i
         for frac, rows in zip(fractions, nested_subsets(n, fractions, s, strata)):
-            if progress:
-                progress(f"seed {s}: {frac:g} of the pool ({len(rows)} rows)")
-            result = fine_tune(setup.data.examples.take(rows), None, replace(config, seed=s),
-                               model=setup.model, tokenizer=setup.tokenizer)
-            value = evaluate(setup, result.model, config.template)["metrics"][metric]
+            with reported(progress, f"seed {s}: {frac:g} of the pool ({len(rows)} rows)") as step:
+                result = fine_tune(setup.data.examples.take(rows), None, replace(config, seed=s),
+                                   model=setup.model, tokenizer=setup.tokenizer, progress=step)
+                value = evaluate(setup, result.model, config.template)["metrics"][metric]
             points.append({"fraction": frac, "rows": int(len(rows)), "seed": s, "value": float(value),
                            "train_seconds": round(result.seconds, 3), "train_tokens": int(result.train_tokens)})
     out = analyze(points, metric, n, n_boot=n_boot, seed=seed, plateau_tol=plateau_tol)

@@ -45,8 +45,11 @@ _GROUP_BATCHES = 50  # batches per length-sorted group (as transformers' LengthG
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning hyper-parameters. `epochs` may be fractional; `max_steps`
-    wins when given. Evaluation runs every `eval_every` optimizer steps;
+    """Fine-tuning hyper-parameters. How long a run trains: `train_tokens`
+    (equal compute: batches are taken until that many non-pad tokens have
+    been processed), else `max_steps`, else `epochs` (may be fractional).
+    The learning rate warms up linearly over the first `warmup` share of the
+    steps, then follows `schedule`. Evaluation runs every `eval_every` optimizer steps;
     training stops after `patience` evaluations without an improvement of more
     than `min_delta` (patience None: never). `class_weight_power` None is off;
     1.0 multiplies `w_c = N / (C * N_c)` (from `Examples.labels`) into the
@@ -54,9 +57,11 @@ class TrainConfig:
     has native bf16 (see `thresher.models.resolve_dtype`). `threads` None uses
     every core this process may use."""
 
-    lr: float = 2e-4
+    lr: float = 1e-3
     epochs: float = 1.0
     max_steps: int | None = None
+    train_tokens: int | None = None
+    warmup: float = 0.1
     batch_size: int = 8
     lora_r: int = 8
     lora_alpha: float = 16
@@ -84,7 +89,9 @@ class TrainConfig:
         _positive("epochs", self.epochs, float)
         for name in ("batch_size", "lora_r", "eval_every", "max_length", "eval_batch_size"):
             _positive(name, getattr(self, name), int)
-        for name in ("max_steps", "patience", "threads"):
+        if not 0.0 <= self.warmup < 1.0:
+            raise UsageError(f"warmup must be a share of the steps in [0, 1), got {self.warmup}")
+        for name in ("max_steps", "patience", "threads") + (() if self.train_tokens == "auto" else ("train_tokens",)):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name), int)
         _positive("lora_alpha", self.lora_alpha, float)
@@ -167,6 +174,42 @@ def padding_tokens(lengths: np.ndarray, batches: list[np.ndarray]) -> int:
     return int(sum(lengths[b].max() * b.size - lengths[b].sum() for b in batches))
 
 
+def plan_batches(lengths: np.ndarray, rows: np.ndarray, config: "TrainConfig",
+                 rng: np.random.Generator) -> list[np.ndarray]:
+    """Every batch (row indices) of a run, decided before it starts so the
+    schedule knows the step count: epochs of length-grouped (or shuffled)
+    batches of `rows`, cut at `train_tokens`, else `max_steps`, else `epochs`."""
+    if config.train_tokens == "auto":
+        raise UsageError("train_tokens='auto' is resolved by compare; give fine_tune a number of tokens")
+    per_epoch = math.ceil(rows.size / config.batch_size)
+    steps = None if config.train_tokens else (config.max_steps or max(1, math.ceil(config.epochs * per_epoch)))
+    plan: list[np.ndarray] = []
+    tokens = 0
+    while True:
+        lens = lengths[rows]
+        epoch = (length_grouped_batches(lens, config.batch_size, rng) if config.group_by_length
+                 else random_batches(rows.size, config.batch_size, rng))
+        for b in epoch:
+            if (steps is not None and len(plan) >= steps) or (steps is None and tokens >= config.train_tokens):
+                return plan
+            plan.append(rows[b])
+            tokens += int(lens[b].sum())
+
+
+def lr_factor(total: int, config: "TrainConfig") -> Callable[[int], float]:
+    """The learning-rate multiplier at each step: linear warmup, then linear decay to 0 (or constant)."""
+    warm = int(round(config.warmup * total))
+    linear = config.schedule == "linear"
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / (warm + 1)
+        if not linear:
+            return 1.0
+        return max(0.0, 1.0 - (step - warm) / max(1, total - warm))
+    return factor
+
+
 # ------------------------------------------------------------------ training
 def sample_weights(examples: Examples, class_weight_power: float | None) -> np.ndarray:
     """Per-row training weights: `examples.weights` (or ones) times class weights."""
@@ -192,12 +235,12 @@ def weighted_loss(nll_sum, count, weights, reduction: str = "row"):
 
 def fine_tune(train: Examples, eval: Examples | None = None, config: TrainConfig = TrainConfig(), model: Any = None,
               tokenizer: Any = None, model_path: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> TrainResult:
+              progress: Callable[[int, int, dict], None] | None = None) -> TrainResult:
     """LoRA fine-tune on `train`, evaluating the response loss on `eval` every
     `config.eval_every` steps (and before the first step) with early stopping.
     A given `model` is copied, never modified; otherwise `model_path` (None:
-    the bundled SmolLM2) is loaded. `progress(step, total_steps)` is called
-    after every step."""
+    the bundled SmolLM2) is loaded. `progress(step, total_steps, stats)` is
+    called after every step (stats: loss, tokens, seconds so far)."""
     import torch
 
     from thresher.models import load_causal_lm, resolve_dtype, torch_threads
@@ -253,33 +296,23 @@ class _Run:
     """State of one training run (kept out of fine_tune to keep it short)."""
 
     def __init__(self, model, tokenizer, enc: Encoded, weights: np.ndarray, eval_enc: Encoded | None,
-                 config: TrainConfig, dtype: str, progress: Callable[[int, int], None] | None = None):
+                 config: TrainConfig, dtype: str, progress: Callable[[int, int, dict], None] | None = None):
         import torch
 
         self.model, self.enc, self.weights, self.eval_enc, self.cfg = model, enc, weights, eval_enc, config
         self.pad_id, self.dtype, self.progress = pad_id_of(tokenizer), dtype, progress
         self.rows = np.flatnonzero(weights > 0)
         self.rng = make_rng(config.seed)
-        per_epoch = math.ceil(self.rows.size / config.batch_size)
-        self.total = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+        self.plan = plan_batches(enc.lengths, self.rows, config, self.rng)
+        self.total = len(self.plan)
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        linear = config.schedule == "linear"
-        self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: max(0.0, 1.0 - s / self.total) if linear else 1.0)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(self.total, config))
         self.history: list[dict] = []
         self.best_step, self.best_loss, self.best_state = None, None, None
         self.bad_evals, self.stopped_early, self.diverged = 0, False, False
         self.step, self.tokens, self.pad, self.seconds = 0, 0, 0, 0.0
         self._since_log: list[float] = []
-
-    def batches(self):
-        while True:
-            lens = self.enc.lengths[self.rows]
-            plan = (length_grouped_batches(lens, self.cfg.batch_size, self.rng) if self.cfg.group_by_length
-                    else random_batches(self.rows.size, self.cfg.batch_size, self.rng))
-            for b in plan:
-                yield self.rows[b]
 
     def train(self) -> None:
         import torch
@@ -289,12 +322,11 @@ class _Run:
         start = time.perf_counter()
         if self.eval_enc is not None:
             self.log(start)
-        batches = self.batches()
         device = next(self.model.parameters()).device
         use_bf16 = self.dtype == "bfloat16"
         while self.step < self.total and not self.stopped_early:
             self.model.train()
-            rows = next(batches)
+            rows = self.plan[self.step]
             ids, mask, labels = (torch.from_numpy(a).to(device) for a in pad_batch(self.enc, rows, self.pad_id))
             w = torch.as_tensor(self.weights[rows], dtype=torch.float32, device=device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -316,7 +348,8 @@ class _Run:
             self.pad += int(ids.numel()) - real
             self._since_log.append(float(loss.detach()))
             if self.progress is not None:
-                self.progress(self.step, self.total)
+                self.progress(self.step, self.total, {"loss": self._since_log[-1], "tokens": self.tokens,
+                                                      "seconds": time.perf_counter() - start})
             if self.step % self.cfg.eval_every == 0 or self.step == self.total:
                 self.log(start)
         if not self.history or self.history[-1]["step"] != self.step:
@@ -400,4 +433,5 @@ def load_adapter(folder: str | Path, model: Any = None, tokenizer: Any = None,
 
 
 __all__ = ["TrainConfig", "TrainResult", "fine_tune", "save_adapter", "load_adapter", "length_grouped_batches",
+           "plan_batches", "lr_factor",
            "random_batches", "padding_tokens", "sample_weights", "weighted_loss"]

@@ -241,19 +241,22 @@ def generate_responses(model: Any, tokenizer: Any, prompts: Sequence[str], templ
 # ------------------------------------------------------------------ all together
 def evaluate_model(model: Any, tokenizer: Any, eval: Examples, label_set: Sequence[str] | str | None = "auto",
                    template: str | None = None, generate: bool = False, max_new_tokens: int = 32,
-                   batch_size: int = 16, max_length: int = 256, dtype: str = "auto", keep_rows: bool = False) -> dict:
+                   batch_size: int = 16, max_length: int = 256, dtype: str = "auto", keep_rows: bool = False,
+                   row_labels: list[list[str] | None] | None = None) -> dict:
     """Held-out metrics: always n / loss / perplexity / tokens / truncation;
     `loss_by_label` when `eval.labels` is set; with label rows (a given label
     set, or "auto": detected per task from the responses, see
     `thresher.train.scoring.row_label_sets`): label_set, label_rows, accuracy,
     macro_f1, per_class, confusion; with `generate`: exact_match, token_f1 and
     a few predictions; with `keep_rows`: `rows` = the per-row `RowScores`.
+    `row_labels` (each row's candidate labels) overrides `label_set`.
     Loss and labels come from one pass (`thresher.train.scoring.score_rows`)."""
     from thresher.train.scoring import row_label_sets, score_rows
 
     if len(eval) == 0:
         raise UsageError("no rows to evaluate")
-    row_labels = row_label_sets(eval, label_set)
+    if row_labels is None:
+        row_labels = row_label_sets(eval, label_set)
     scores = score_rows(model, tokenizer, eval, row_labels, template, max_length, batch_size, dtype)
     loss = float(scores.nll.sum() / max(int(scores.tokens.sum()), 1))
     out = {"n": len(eval), "loss": loss, "perplexity": float(np.exp(loss)), "tokens": int(scores.tokens.sum()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -80,12 +80,12 @@ def apply_params(config, params: dict[str, Any]):
 def sweep(pool, trials: list[dict], *, config=None, data: str = "full", seeds: int = 1, seed: int = 0,
           metric: str = "auto", eval_data=None, holdout: float | None = 0.1, label_field: str | None = None,
           group_field: str | None = None, model=None, tokenizer=None, model_path: str | None = None,
-          tie_tol: float = 1e-3, progress: Callable[[str], None] | None = None, command: str = "",
+          tie_tol: float = 1e-3, progress=None, command: str = "",
           device: str = "auto") -> dict:
     """Train every trial config on `data` (an arm spec: full, a selection file, random@B)
     for `seeds` seeds and return the `sweep` results dict."""
     from thresher.train.arms import parse_arm
-    from thresher.train.compare import evaluate, prepare
+    from thresher.train.compare import evaluate, prepare, reported
     from thresher.train.curve import _pick_metric
     from thresher.train.lora import TrainConfig, fine_tune
 
@@ -97,19 +97,19 @@ def sweep(pool, trials: list[dict], *, config=None, data: str = "full", seeds: i
         raise UsageError(f"sweep data must be full, random@BUDGET or a selection file, got {data!r}")
     setup = prepare(pool, config=config, eval_data=eval_data, holdout=holdout, seed=seed, label_field=label_field,
                     group_field=group_field, model=model, tokenizer=tokenizer, model_path=model_path,
-                    device=device)
+                    device=device, validation=None)
     metric = _pick_metric(metric, setup.metrics)
     configs = [apply_params(config, t) for t in trials]  # validates every trial before training
     out = []
     for k, (params, cfg) in enumerate(zip(trials, configs)):
         runs = []
         for i in range(seeds):
-            if progress:
-                progress(f"trial {k + 1}/{len(trials)} {params} seed {seed + i}")
             drawn = setup.data.draw(arm, seed + i)
-            result = fine_tune(drawn.examples, None, replace(cfg, seed=seed + i), model=setup.model,
-                               tokenizer=setup.tokenizer)
-            runs.append({"seed": seed + i, "metrics": evaluate(setup, result.model, cfg.template)["metrics"],
+            with reported(progress, f"trial {k + 1}/{len(trials)} {params} seed {seed + i}") as step:
+                result = fine_tune(drawn.examples, None, replace(cfg, seed=seed + i), model=setup.model,
+                                   tokenizer=setup.tokenizer, progress=step)
+                metrics = evaluate(setup, result.model, cfg.template)["metrics"]
+            runs.append({"seed": seed + i, "metrics": metrics,
                          "train_seconds": round(result.seconds, 3), "train_tokens": int(result.train_tokens),
                          "steps": int(result.steps)})
         out.append({"params": params, "metrics": {m: t_interval([r["metrics"][m] for r in runs])
