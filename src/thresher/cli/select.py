@@ -64,15 +64,17 @@ def print_coverage(coverage: dict | None, limit: int = 8) -> None:
         return
     from rich.table import Table
 
+    from thresher.cli.terminal import escape_data
+
     rows = sorted(coverage["per_category"], key=lambda r: (r["ok"], r["kept"] - r["floor"], r["kept"]))
-    table = Table(f"{coverage['by']} (thinnest {min(limit, len(rows))} of {coverage['categories']})", "pool",
+    table = Table(f"{escape_data(coverage['by'])} (thinnest {min(limit, len(rows))} of {coverage['categories']})", "pool",
                   "available", "kept", f"floor min({coverage['min']}, available)", title="coverage")
     for r in rows[:limit]:
         mark = "" if r["ok"] else " [red]below[/]"
-        table.add_row(r["category"], str(r["pool"]), str(r["available"]), f"{r['kept']}{mark}", str(r["floor"]))
+        table.add_row(escape_data(r["category"]), str(r["pool"]), str(r["available"]), f"{r['kept']}{mark}", str(r["floor"]))
     console.print(table)
     for warning in coverage["warnings"]:
-        console.print(f"[yellow]warning:[/] coverage: {warning}")
+        console.print(f"[yellow]warning:[/] coverage: {escape_data(warning)}")
 
 
 def register(app: typer.Typer) -> None:
