@@ -102,12 +102,7 @@ NEEDS_MODEL = {"train", "compare", "curve", "sweep"}
 SHOWS_LABELS = {"inspect", "sample", "size", "balance", "augment", "generate"}
 # Commands owned by other modules whose console output does not go through the
 # escaping chokepoint yet; strict, so the mark must go when they are fixed.
-KNOWN_UNESCAPED: dict[str, str] = {
-    "sample": "cli/sample.py _print_summary passes stratum labels and paths to rich unescaped ([/] -> MarkupError)",
-    "size": "cli/size.py _print passes --strata labels to rich table cells unescaped ([/] -> MarkupError)",
-    "select": "cli/select.py print_coverage (table cells, coverage warnings) prints category labels unescaped",
-    "run": "cli/select.py print_coverage (shared with `run`) prints category labels unescaped",
-}
+KNOWN_UNESCAPED: dict[str, str] = {}  # commands that still print data unescaped (xfail, strict)
 ORDER = ["inspect", "sample", "size", "check", "bootstrap", "featurize", "select", "run", "balance", "augment",
          "generate", "active", "report", "train", "compare", "curve", "sweep"]
 

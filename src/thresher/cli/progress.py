@@ -22,6 +22,7 @@ class TrainingProgress:
         self.bar = None
         self.runs_task = self.step_task = None
         self.done = 0
+        self.label, self.last = "", None  # the current run and its latest step stats
 
     def __enter__(self) -> "TrainingProgress":
         if self.enabled:
@@ -49,12 +50,12 @@ class TrainingProgress:
             return _ignore
         if self.step_task is not None:
             self.bar.remove_task(self.step_task)
+        self.label, self.last = label, None
         self.step_task = self.bar.add_task(escape_data(label), total=None, stats="")
 
         def on_step(step: int, total: int, stats: dict) -> None:
-            seconds = max(stats.get("seconds", 0.0), 1e-9)
-            text = f"loss {stats.get('loss', float('nan')):.3f}  {stats.get('tokens', 0) / seconds:,.0f} tok/s"
-            self.bar.update(self.step_task, total=total, completed=step, stats=text)
+            self.last = dict(stats, step=step, total=total)
+            self.bar.update(self.step_task, total=total, completed=step, stats=_stats_text(stats))
         return on_step
 
     def finished(self) -> None:
@@ -64,11 +65,21 @@ class TrainingProgress:
                 self.bar.remove_task(self.step_task)
                 self.step_task = None
             self._run_finished()
+            # a line per run stays above the bars (and is all a log file gets)
+            done = f"[{self.done}/{self.total_runs}] " if self.total_runs else ""
+            what = (f"{self.last['step']} steps, {self.last['tokens']:,} tokens, {_stats_text(self.last)}, "
+                    f"{self.last['seconds']:.0f} s") if self.last else "evaluated"
+            err_console.print(f"[dim]{done}{escape_data(self.label)}: {what}[/]")
 
     def _run_finished(self) -> None:
         self.done += 1
         if self.runs_task is not None:
             self.bar.update(self.runs_task, completed=self.done)
+
+
+def _stats_text(stats: dict) -> str:
+    seconds = max(stats.get("seconds", 0.0), 1e-9)
+    return f"loss {stats.get('loss', float('nan')):.3f}  {stats.get('tokens', 0) / seconds:,.0f} tok/s"
 
 
 def _ignore(step: int, total: int, stats: dict) -> None:

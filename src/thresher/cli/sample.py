@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from thresher.cli.terminal import escape_data
+
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
 from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
@@ -154,26 +156,26 @@ def _parse_clusters(text: str) -> int:
 def _print_summary(summary: dict, rejects_file) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]{summary['design']}[/] sample: {summary['rows']} of {summary['pool_rows']} rows "
-                  f"-> {summary['output']}  (manifest: {summary['manifest']})")
+    console.print(f"[bold]{escape_data(summary['design'])}[/] sample: {summary['rows']} of {summary['pool_rows']} rows "
+                  f"-> {escape_data(summary['output'])}  (manifest: {escape_data(summary['manifest'])})")
     if summary["rejected_rows"]:
-        console.print(f"skipped {summary['rejected_rows']} malformed rows -> {rejects_file}")
+        console.print(f"skipped {summary['rejected_rows']} malformed rows -> {escape_data(rejects_file)}")
     strata = summary.get("strata")
     if strata:
         table = Table("stratum", "pool", "selected", "pi")
         for s in strata[:40]:
             pi = s.get("pi")
-            table.add_row(str(s.get("stratum", s.get("cluster", ""))), str(s.get("pool", "")),
+            table.add_row(escape_data(s.get("stratum", s.get("cluster", ""))), str(s.get("pool", "")),
                           str(s.get("selected", "")), f"{pi:.4g}" if isinstance(pi, (int, float)) else "")
         console.print(table)
         if len(strata) > 40:
             console.print(f"... {len(strata) - 40} more strata in the manifest")
     for key, value in (summary.get("diagnostics") or {}).items():
         if isinstance(value, dict) and "warning" in value:
-            console.print(f"[yellow]warning[/]: {value['warning']}")
+            console.print(f"[yellow]warning[/]: {escape_data(value['warning'])}")
     if "estimate" in summary:
         e = summary["estimate"]
-        console.print(f"estimate of {e['field']}: " + ", ".join(
+        console.print(f"estimate of {escape_data(e['field'])}: " + ", ".join(
             f"{k}={v:.6g}" for k, v in e.items() if isinstance(v, float)))
         for note in e.get("notes") or []:
-            console.print(f"[yellow]note[/]: {note}")
+            console.print(f"[yellow]note[/]: {escape_data(note)}")

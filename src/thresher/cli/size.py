@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from thresher.cli.terminal import escape_data
+
 from thresher.cli.common import console, print_json
 from thresher.errors import UsageError
 
@@ -52,7 +54,7 @@ def _print(data: dict) -> None:
 
         table = Table("stratum", "population", "n")
         for label, row in data["strata"].items():
-            table.add_row(label, str(row["population"]), str(row["n"]))
+            table.add_row(escape_data(label), str(row["population"]), str(row["n"]))
         console.print(table)
         console.print(f"total n = {data['total']}")
         return
