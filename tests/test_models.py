@@ -133,6 +133,7 @@ def test_torch_threads_sets_and_restores():
             pass
 
 
+@pytest.mark.hardware_dtype
 def test_resolve_dtype_auto_follows_hardware(monkeypatch):
     torch = pytest.importorskip("torch")
     assert models.resolve_dtype("float32") == "float32"
