@@ -31,6 +31,7 @@ MaxLenOpt = typer.Option(256, "--max-length", help="Tokens per row (a long promp
 TemplateOpt = typer.Option(None, "--template", help="Prompt template: chat (the tokenizer's), plain, or a string holding {prompt}.")
 ThreadsOpt = typer.Option(None, "--threads", help="Torch threads (default: all cores).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (cuda when available)|cpu|cuda[:N].")
+EngineOpt = typer.Option("own", "--engine", help="Training engine: own (thresher's loop) | hf (transformers.Trainer, same loss and steps).")
 DtypeOpt = typer.Option("auto", "--dtype", help="auto|float32|bfloat16 (auto: bf16 only on hardware with native bf16).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing results.json.")
 JsonOpt = typer.Option(False, "--json", help="Print results.json instead of the table.")
@@ -38,13 +39,14 @@ QuietOpt = typer.Option(False, "--quiet", "-q")
 
 
 def _config(*, max_steps, epochs, lr, batch_size, lora_r, lora_alpha, max_length, template, threads, dtype,
-            train_tokens=None):
+            train_tokens=None, engine="own"):
     from thresher.train.compare import resolve_template
     from thresher.train.lora import TrainConfig
 
     return TrainConfig(lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lora_r=lora_r,
                        lora_alpha=lora_alpha, max_length=max_length, template=resolve_template(template),
-                       threads=threads, dtype=dtype, patience=None, train_tokens=_tokens(train_tokens, max_steps))
+                       threads=threads, dtype=dtype, patience=None, train_tokens=_tokens(train_tokens, max_steps),
+                       engine=engine)
 
 
 def _tokens(text: Optional[str], max_steps: Optional[int]):
@@ -118,7 +120,7 @@ def register(app: typer.Typer) -> None:
         group_field: Optional[str] = GroupOpt, max_steps: Optional[int] = MaxStepsOpt, epochs: float = EpochsOpt,
         lr: float = LrOpt, batch_size: int = BatchOpt, lora_r: int = RankOpt, lora_alpha: float = AlphaOpt,
         max_length: int = MaxLenOpt, template: Optional[str] = TemplateOpt, threads: Optional[int] = ThreadsOpt,
-        dtype: str = DtypeOpt, device: str = DeviceOpt,
+        dtype: str = DtypeOpt, device: str = DeviceOpt, engine: str = EngineOpt,
         train_tokens: Optional[str] = typer.Option("auto", "--train-tokens", help=TokensOpt.help),
         task_field: Optional[str] = TaskOpt, validation_rows: int = ValidationOpt,
         n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap replicates for the intervals."),
@@ -136,7 +138,7 @@ def register(app: typer.Typer) -> None:
         parsed = parse_arms(split_arm_list(arms))
         cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
                       lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
-                      train_tokens=train_tokens)
+                      train_tokens=train_tokens, engine=engine)
         frac = _holdout(eval_path, holdout)
         pool = _read(data, record_format, field_map, input_format)
         eval_ds = _read(eval_path, record_format, field_map, input_format)
@@ -165,7 +167,7 @@ def register(app: typer.Typer) -> None:
         group_field: Optional[str] = GroupOpt, max_steps: Optional[int] = MaxStepsOpt, epochs: float = EpochsOpt,
         lr: float = LrOpt, batch_size: int = BatchOpt, lora_r: int = RankOpt, lora_alpha: float = AlphaOpt,
         max_length: int = MaxLenOpt, template: Optional[str] = TemplateOpt, threads: Optional[int] = ThreadsOpt,
-        dtype: str = DtypeOpt, device: str = DeviceOpt, train_tokens: Optional[str] = TokensOpt,
+        dtype: str = DtypeOpt, device: str = DeviceOpt, engine: str = EngineOpt, train_tokens: Optional[str] = TokensOpt,
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt,
@@ -182,7 +184,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--fractions: expected numbers like 0.1,0.2,0.4, got {fractions!r}") from None
         cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
                       lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
-                      train_tokens=train_tokens)
+                      train_tokens=train_tokens, engine=engine)
         frac = _holdout(eval_path, holdout)
         pool = _read(data, record_format, field_map, input_format)
         eval_ds = _read(eval_path, record_format, field_map, input_format)
@@ -208,7 +210,7 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = MaxStepsOpt, epochs: float = EpochsOpt, lr: float = LrOpt,
         batch_size: int = BatchOpt, lora_r: int = RankOpt, lora_alpha: float = AlphaOpt,
         max_length: int = MaxLenOpt, template: Optional[str] = TemplateOpt, threads: Optional[int] = ThreadsOpt,
-        dtype: str = DtypeOpt, device: str = DeviceOpt, train_tokens: Optional[str] = TokensOpt,
+        dtype: str = DtypeOpt, device: str = DeviceOpt, engine: str = EngineOpt, train_tokens: Optional[str] = TokensOpt,
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt, overwrite: bool = OverwriteOpt, as_json: bool = JsonOpt,
@@ -224,7 +226,7 @@ def register(app: typer.Typer) -> None:
         trials = grid_trials(parse_grid(grid)) if grid else random_trials(random, seed)
         cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
                       lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
-                      train_tokens=train_tokens)
+                      train_tokens=train_tokens, engine=engine)
         frac = _holdout(eval_path, holdout)
         pool = _read(data, record_format, field_map, input_format)
         eval_ds = _read(eval_path, record_format, field_map, input_format)

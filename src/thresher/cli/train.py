@@ -100,6 +100,7 @@ def register(app: typer.Typer) -> None:
         generate: bool = typer.Option(False, "--generate", help="Also generate answers for the held-out rows (exact match, token F1)."),
         dtype: str = typer.Option("auto", "--dtype", help="auto|float32|bfloat16 (auto: bf16 only with native hardware support)."),
         threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
+        engine: str = typer.Option("own", "--engine", help="Training engine: own (thresher's loop) | hf (transformers.Trainer, same loss and steps)."),
         seed: int = typer.Option(0, "--seed"),
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
@@ -120,7 +121,7 @@ def register(app: typer.Typer) -> None:
                              lora_alpha=lora_alpha, target_modules=tuple(t.strip() for t in targets.split(",") if t.strip()),
                              eval_every=eval_every, patience=patience or None, max_length=max_length,
                              template=template, dtype=dtype, seed=seed, threads=threads,
-                             class_weight_power=1.0 if class_weights else None)
+                             class_weight_power=1.0 if class_weights else None, engine=engine)
         wfield = None if weight_field.lower() == "none" else weight_field
         ds = read_input(data, record_format, field_map, input_format).dataset
         train = Examples.from_dataset(ds, weight_field=wfield, label_field=label_field)

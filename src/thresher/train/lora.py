@@ -40,6 +40,7 @@ from thresher.train.examples import Encoded, Examples, encode, pad_batch
 DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULES = ("linear", "constant")
 REDUCTIONS = ("row", "token")
+ENGINES = ("own", "hf")  # hf: transformers.Trainer (thresher.train.engine_hf)
 _GROUP_BATCHES = 50  # batches per length-sorted group (as transformers' LengthGroupedSampler)
 
 
@@ -55,7 +56,8 @@ class TrainConfig:
     1.0 multiplies `w_c = N / (C * N_c)` (from `Examples.labels`) into the
     sample weights. `dtype` "auto" is bf16 autocast only where the hardware
     has native bf16 (see `thresher.models.resolve_dtype`). `threads` None uses
-    every core this process may use."""
+    every core this process may use. `engine` "own" is the loop below, "hf"
+    `transformers.Trainer` with the same loss, steps and schedule (`engine_hf`)."""
 
     lr: float = 1e-3
     epochs: float = 1.0
@@ -82,6 +84,7 @@ class TrainConfig:
     schedule: str = "linear"
     eval_batch_size: int = 16
     loss_reduction: str = "row"
+    engine: str = "own"
 
     def __post_init__(self) -> None:
         self.target_modules = tuple(self.target_modules)
@@ -103,6 +106,8 @@ class TrainConfig:
             raise UsageError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.loss_reduction not in REDUCTIONS:
             raise UsageError(f"loss_reduction must be one of {', '.join(REDUCTIONS)}, got {self.loss_reduction!r}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.class_weight_power is not None and not 0.0 <= self.class_weight_power <= 1.0:
@@ -240,7 +245,12 @@ def fine_tune(train: Examples, eval: Examples | None = None, config: TrainConfig
     `config.eval_every` steps (and before the first step) with early stopping.
     A given `model` is copied, never modified; otherwise `model_path` (None:
     the bundled SmolLM2) is loaded. `progress(step, total_steps, stats)` is
-    called after every step (stats: loss, tokens, seconds so far)."""
+    called after every step (stats: loss, tokens, seconds so far).
+    `config.engine` "hf" trains with `transformers.Trainer` instead (`thresher.train.engine_hf`)."""
+    if config.engine == "hf":
+        from thresher.train.engine_hf import fine_tune_hf
+
+        return fine_tune_hf(train, eval, config, model, tokenizer, model_path, progress)
     import torch
 
     from thresher.models import load_causal_lm, resolve_dtype, torch_threads
