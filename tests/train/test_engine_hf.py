@@ -177,3 +177,36 @@ def test_engine_option_on_the_cli(tiny_lm, tmp_path):
     common = dict(max_steps=5, epochs=1.0, lr=1e-3, batch_size=8, lora_r=8, lora_alpha=16, max_length=64,
                   template=None, threads=1, dtype="auto")
     assert _config(**common, engine="hf").engine == "hf" and _config(**common).engine == "own"
+
+
+def test_a_diverging_run_stops_and_keeps_the_best_adapter(tiny_lm, heavier):
+    model, tok = tiny_lm
+    train, ev = heavier
+    cfg = TrainConfig(max_steps=200, patience=1, lr=3.0, schedule="constant", threads=1, eval_every=5,
+                      max_grad_norm=None, engine="hf")
+    result = fine_tune(train, ev, cfg, model=model, tokenizer=tok)
+    evals = [h["eval_loss"] for h in result.history]
+    assert result.stopped_early and result.steps < 200
+    assert result.best_eval_loss == min(e for e in evals if np.isfinite(e))
+    assert response_loss(result.model, tok, ev)["loss"] == pytest.approx(result.best_eval_loss, rel=1e-5)
+
+
+def test_compare_runs_arms_on_the_hf_engine(tiny_lm, tmp_path, monkeypatch):
+    import thresher.train.engine_hf as engine_hf
+    from thresher.api import read
+    from thresher.train.arms import parse_arms
+    from thresher.train.compare import compare
+
+    from .conftest import heavier_rows
+
+    calls = []
+    real = engine_hf.fine_tune_hf
+    monkeypatch.setattr(engine_hf, "fine_tune_hf", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model, tok = tiny_lm
+    prompts, answers = heavier_rows(80, seed=5)
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"instruction": p, "output": a}) + "\n" for p, a in zip(prompts, answers)))
+    cfg = TrainConfig(max_steps=4, batch_size=8, lr=3e-2, threads=1, patience=None, engine="hf")
+    res = compare(read(str(pool)), parse_arms(["full", "random@50%"]), config=cfg, holdout=0.25, seeds=1,
+                  model=model, tokenizer=tok, device="cpu", validation=None, n_boot=50)
+    assert res["config"]["train"]["engine"] == "hf" and len(calls) == 2
