@@ -112,7 +112,8 @@ class _RunState:
 
     def __init__(self, model, enc: Encoded, eval_enc: Encoded | None, config, dtype: str, pad_id: int, total: int,
                  progress: Callable[[int, int, dict], None] | None):
-        self.model, self.enc, self.eval_enc, self.cfg, self.dtype, self.pad_id = model, enc, eval_enc, config, dtype, pad_id
+        self.model, self.enc, self.eval_enc, self.cfg = model, enc, eval_enc, config
+        self.dtype, self.pad_id = dtype, pad_id
         self.total, self.progress = total, progress
         self.history: list[dict] = []
         self.best_step, self.best_loss, self.best_state = None, None, None
@@ -286,7 +287,8 @@ def build_trainer(peft_model: Any, tokenizer: Any, enc: Encoded, weights: np.nda
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(total, config))
     run = _RunState(peft_model, enc, eval_enc, config, dtype, pad_id, total, progress)
     trainer_cls, tracking = _trainer_class()
-    trainer = trainer_cls(model=peft_model, args=args, train_dataset=data, data_collator=_Collator(enc, weights, pad_id),
+    collator = _Collator(enc, weights, pad_id)
+    trainer = trainer_cls(model=peft_model, args=args, train_dataset=data, data_collator=collator,
                           optimizers=(opt, sched), callbacks=[tracking(run)], run=run,
                           reduction=config.loss_reduction, bf16_autocast=bf16)
     trainer.remove_callback(PrinterCallback)  # it prints the end-of-train metrics dict (disable_tqdm)
