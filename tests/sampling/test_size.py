@@ -199,3 +199,9 @@ def test_simulated_cluster_sample_needs_the_design_effect():
     assert abs(coverage(with_deff) - conf) < _coverage_tolerance(conf, reps) + 0.005
     expected_short = 2 * stats.norm.cdf(stats.norm.ppf(0.975) / math.sqrt(deff)) - 1  # about 0.85
     assert abs(coverage(without) - expected_short) < _coverage_tolerance(expected_short, reps) + 0.01
+
+
+def test_only_the_final_size_is_rounded_up():
+    r = sample_size(1007, margin=0.05, deff=1.3)
+    # Rounding each stage would give ceil(279 * 1.3) = 363; the chain is rounded once.
+    assert (r.n_fpc, r.n) == (279, 362) and r.n == math.ceil(r.n_deff - 1e-9) == 362

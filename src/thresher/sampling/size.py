@@ -9,8 +9,10 @@ Formulas (Cochran, *Sampling Techniques*, 1977, ch. 4):
 - design effect (clustered / weighted designs): ``n_deff = deff * n_fpc``
   (the order used by OpenEpi and Epi Info).
 
-``z`` is the two-sided normal quantile of ``confidence``. Every stage is
-rounded up, and the final size never exceeds the population.
+``z`` is the two-sided normal quantile of ``confidence``. The chain is
+computed on unrounded values and only the final n is rounded up (and capped at
+the population); the reported stages n0, n_fpc and n_deff are each that
+stage's value rounded up, so ``ceil(deff * n_fpc)`` can exceed n by one.
 """
 from __future__ import annotations
 

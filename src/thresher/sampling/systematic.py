@@ -211,8 +211,8 @@ def periodicity(values: np.ndarray, interval: float, positions: np.ndarray, lock
     if ratio >= MATERIAL_LOCK:
         out["warning"] = (f"the ordered rows repeat every {period} rows (autocorrelation {acf[period]:.2f}) and "
                           f"the interval {interval:.4g} makes the sample visit only {phases} of the {period} "
-                          f"phases: estimates vary {ratio:.2g}x their standard error more than it says "
-                          f"(their CIs are too narrow); sort by another key (--sort-by) or use --variable-intervals")
+                          f"phases: estimates err by about {ratio:.2g}x their standard error in a way it does not "
+                          f"show, so their CIs are too narrow; sort by another key (--sort-by) or use --variable-intervals")
         log.info(out["warning"])
     return out
 
