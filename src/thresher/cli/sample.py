@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, "--seed", help="Seed for every random choice (default: 0)."),
         replace: bool = typer.Option(False, "--replace", help="random: draw with replacement."),
         by: Optional[str] = typer.Option(None, "--by", help="stratified: field(s) defining strata, comma-separated."),
-        allocation: str = typer.Option("proportional", "--allocation", help="stratified: proportional|equal|neyman|optimal"),
+        allocation: str = typer.Option("proportional", "--allocation", help="stratified: proportional|equal|neyman|optimal (optimal: also --cost or --costs)."),
         variance_of: Optional[str] = typer.Option(None, "--variance-of", help="stratified neyman/optimal: numeric field whose per-stratum sd drives allocation."),
         cost_of: Optional[str] = typer.Option(None, "--cost", help="stratified optimal: numeric field, the cost of each row; c_h = its stratum mean."),
         costs: Optional[str] = typer.Option(None, "--costs", help='stratified optimal: cost per row of each stratum as JSON, e.g. \'{"qa": 1, "code": 4}\'.'),
