@@ -489,15 +489,18 @@ def compare_table(results: dict) -> str:
     metrics = results["metrics"]
     primary = results.get("primary", "macro_f1" if "macro_f1" in metrics else "loss")
     header = (["arm", "rows", "SDF"] + metrics + [f"vs random ({primary})", f"PIR({primary})", "select s",
-                                                  "train s", "train tokens"])
+                                                  "train s", "saved s", "train tokens"])
+    full = next((a for a in results["arms"] if a["kind"] == "full"), None)
     rows = []
     for a in results["arms"]:
+        select = f"{a['select_seconds']:.1f}" if a["kind"] in ("select", "stratified", "longest", "random") else "-"
+        saved = f"{full['train_seconds'] - a['train_seconds']:+.0f}" if full and a["kind"] != "base" else "-"
         sdf = f"{a['sdf']:.3f}" if a["sdf"] is not None else "-"
         vs = (a.get("vs") or {}).get("random")
         diff = f"{vs['diff']:+.3g} [{vs['ci_low']:+.3g}, {vs['ci_high']:+.3g}]" if vs else "-"
         rows.append([a["name"], a["rows"], sdf] + [fmt_ci(a["summary"][m]) for m in metrics]
-                    + [diff, fmt_ci(a["pir"].get(primary)), f"{a.get('select_seconds', 0.0):.1f}",
-                       f"{a['train_seconds']:.1f}", f"{a['train_tokens']:.0f}"])
+                    + [diff, fmt_ci(a["pir"].get(primary)), select, f"{a['train_seconds']:.1f}", saved,
+                       f"{a['train_tokens']:.0f}"])
     cfg = results["config"]
     n = cfg["seeds"]
     budget = cfg["train"].get("train_tokens")
@@ -506,7 +509,8 @@ def compare_table(results: dict) -> str:
                    f"every run trained {cfg['train'].get('epochs')} epochs of its own data")
     note = (f"\nmean [95% paired bootstrap over {results['eval_rows']} eval rows x {n} seeds]; vs random: paired "
             f"difference (> 0 is better); PIR = arm/full for accuracy/F1, full/arm for loss/perplexity (>1 is better); "
-            f"SDF = arm rows / full rows ({results['train_rows']}); {budget_note}\n")
+            f"SDF = arm rows / full rows ({results['train_rows']}); select s: time to pick the rows (files: made "
+            f"beforehand, not timed); saved s: full's training time minus the arm's; {budget_note}\n")
     verdicts = "\n".join(f"  {a['name']}: {a['verdict']}" for a in results["arms"])
     trunc = results["arms"][0].get("truncation") if results["arms"] else None
     tnote = ""

@@ -120,7 +120,7 @@ def verdict(name: str, kind: str, vs_random: dict | None, vs_base: dict | None, 
     if vs_base is not None and vs_base["worse"]:
         return (f"worse than base on {metric} - training failed; try a higher --lr, more --train-tokens, "
                 "or check the prompts (truncation) and labels")
-    if vs_random is None:
+    if kind == "full" or vs_random is None:
         if vs_base is not None:
             return f"better than base on {metric}" if vs_base["better"] else f"not distinguishable from base on {metric}"
         return "no reference arm"
