@@ -13,8 +13,6 @@ Rows are sorted by length and batched so that a batch holds about
 """
 from __future__ import annotations
 
-import os
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -125,16 +123,7 @@ def _batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
 
 
 def _resolve(model: Any) -> tuple[Any, Any]:
-    if isinstance(model, tuple) and len(model) == 2:
-        return model
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return _cached_lm(None if model is None else str(model))
-    raise UsageError(f"model must be None, a model folder or a (model, tokenizer) pair, got {type(model).__name__}")
+    # the LM-score featurizer's loader: one cached load per process serves both
+    from thresher.features.lm_scores import _resolve_model
 
-
-@lru_cache(maxsize=2)
-def _cached_lm(path: str | None) -> tuple[Any, Any]:
-    # one load per process: the featurizer is called once per chunk
-    from thresher.models import load_causal_lm
-
-    return load_causal_lm(path)
+    return _resolve_model(model)

@@ -151,10 +151,11 @@ class _LabelScorer:
     def run(self, examples: Examples, candidates: list[list[str]], batch_size: int) -> _LabelOutput:
         conts = [[self.continuation(c) for c in cand] for cand in candidates]
         longest = np.array([max(c.size for c in cs) - len(self.parts.end) for cs in conts], np.int64)
-        p_len = np.fromiter((len(p) for p in self.tokenizer(examples.prompts, add_special_tokens=False)["input_ids"]),
-                            np.int64, len(examples))
+        from thresher.features.truncation import fit_prompts
+
+        full, p_len, _ = encode_prompts(self.tokenizer, examples)
         keep_p, _ = split_room(self.room, p_len, longest)
-        prompts, _, removed = encode_prompts(self.tokenizer, examples, keep_p)
+        prompts, removed = fit_prompts(self.tokenizer, examples.prompts, full, keep_p, examples.spans)
         head, mid = np.asarray(self.parts.head, np.int64), np.asarray(self.parts.mid, np.int64)
         prefixes = [np.concatenate([head, p, mid]) for p in prompts]
         scores: list[np.ndarray] = [None] * len(examples)  # type: ignore[list-item]
