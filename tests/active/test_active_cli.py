@@ -5,6 +5,7 @@ import pytest
 import typer
 
 import thresher.cli.app as app_module
+from tests.helpers import run_cli
 from thresher.cli import active as active_cli
 
 ANIMALS = ["cat", "dog", "horse", "parrot", "rabbit", "hamster"]
@@ -24,15 +25,7 @@ def cli(monkeypatch):
     monkeypatch.setattr(app_module, "app", app)
     monkeypatch.setattr(app_module, "_register", lambda: None)
 
-    def run(args, capsys):
-        try:
-            app_module.main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    return run
+    return run_cli
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.helpers import register_command, run_cli
 from thresher.cli import augment as augment_cli
 
 ROWS = [{"instruction": "Describe a happy walk along the river bank", "input": "", "output": "It was quiet.",
@@ -35,19 +36,8 @@ def _app():
 
 def _main(argv, monkeypatch):
     """Run through thresher's real entry point (errors -> one line, exit 2)."""
-    from thresher.cli import app as app_module
-
-    original = app_module._register
-
-    def register():
-        original()
-        if "augment" not in [c.name for c in app_module.app.registered_commands]:
-            augment_cli.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register)
-    with pytest.raises(SystemExit) as exit_info:
-        app_module.main(argv)
-    return exit_info.value.code
+    register_command(monkeypatch, "augment", augment_cli.register)
+    return run_cli(argv)[0]
 
 
 def test_writes_rows_and_manifest(pool, tmp_path):

@@ -8,7 +8,7 @@ import typer
 from sklearn.utils.class_weight import compute_class_weight
 from typer.testing import CliRunner
 
-from thresher.cli import app as app_module
+from tests.helpers import register_command, run_cli
 from thresher.cli import balance as balance_cli
 
 CATS = {"a": 60, "b": 25, "c": 9, "d": 2}
@@ -28,25 +28,8 @@ def pool(tmp_path):
 @pytest.fixture
 def main(monkeypatch):
     """`thresher.cli.app.main` with the balance command registered (until app.py registers it)."""
-    original = app_module._register
-
-    def register():
-        original()
-        if not any(c.name == "balance" for c in app_module.app.registered_commands):
-            balance_cli.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register)
-
-    def run(args, capsys):
-        try:
-            app_module.main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code or 0
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
+    register_command(monkeypatch, "balance", balance_cli.register)
+    return run_cli
 
 
 def _rows(path):

@@ -8,6 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.balance.test_generate import FakeLM, pool_jsonl
+from tests.helpers import register_command, run_cli
 from thresher.balance.generate import LMGenerator
 from thresher.cli import generate as generate_cli
 
@@ -35,19 +36,8 @@ def app() -> typer.Typer:
 
 def run_main(argv: list[str], monkeypatch) -> int:
     """`thresher.cli.app.main` with `generate` registered (whether or not app.py lists it yet)."""
-    from thresher.cli import app as app_module
-
-    original = app_module._register
-
-    def register() -> None:
-        original()
-        if not any(c.name == "generate" for c in app_module.app.registered_commands):
-            generate_cli.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register)
-    with pytest.raises(SystemExit) as exit_info:
-        app_module.main(argv)
-    return exit_info.value.code
+    register_command(monkeypatch, "generate", generate_cli.register)
+    return run_cli(argv)[0]
 
 
 def test_generate_writes_pool_plus_validated_rows_and_reports(tmp_path, app, fake_lm):

@@ -6,18 +6,13 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers import run_cli
 from thresher.cli.app import main
 
 
 def run(args, capsys):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(args, capsys, main)
 
 
 def write_jsonl(path, rows):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import run_cli
 from thresher.cli.app import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -15,13 +16,7 @@ DEMO = ROOT / "examples" / "demo" / "pool.jsonl"
 
 def run(args, capsys=None):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr() if capsys else None
-    return code, (out.out if out else ""), (out.err if out else "")
+    return run_cli(args, capsys, main)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_cli
 from thresher.cli.app import main
 from thresher.data.paths import atomic_path, check_output_path, write_bytes_atomic
 from thresher.errors import OutputError, OutputExistsError, ThresherError
@@ -26,13 +27,7 @@ def _pool(folder: Path, name: str = "pool.jsonl") -> Path:
 
 
 def run(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(args, capsys, main)
 
 
 def _one_error_line(err: str) -> str:

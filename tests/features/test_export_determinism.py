@@ -5,15 +5,12 @@ import json
 
 import pyarrow.parquet as pq
 
+from tests.helpers import run_cli
 from thresher.cli.app import main
 
 
 def _run(args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        return e.code or 0
-    return 0
+    return run_cli(args, main=main)[0]
 
 
 def test_featurize_out_is_byte_identical_on_a_cached_rerun(tmp_path):

@@ -271,7 +271,7 @@ def test_choose_bands_is_the_most_selective_banding_with_recall():
 def test_big_buckets_emit_a_star():
     keys = np.array([7] * 20 + [3, 3, 3, 9], dtype=np.uint64)
     ids = np.arange(24) * 2
-    lo, hi, capped = mh._bucket_pairs(keys, ids, max_bucket=16)
+    lo, hi, capped = mh.bucket_pairs(keys, ids, max_bucket=16)
     pairs = set(zip(lo.tolist(), hi.tolist()))
     assert capped == 1
     assert pairs == {(0, int(i)) for i in ids[1:20]} | {(40, 42), (40, 44), (42, 44)}

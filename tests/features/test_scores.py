@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from tests.helpers import run_cli
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.features.fields import OnFields, field_text, parse_fields, resolve_fields
@@ -93,18 +94,6 @@ def test_dedup_and_quality_on_fields(tmp_path):
     assert len(long_prompts.selection) == 8
     long_answers = run_steps(ds, [StepSpec("quality", {"where": "response_words >= 2"})], store=store)
     assert len(long_answers.selection) == 5
-
-
-def run_cli(args, capsys):
-    from thresher.cli.app import main
-
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_deita_runs_with_no_score_on_a_bare_alpaca_pool(tmp_path, capsys, monkeypatch):

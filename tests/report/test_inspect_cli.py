@@ -8,6 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.helpers import register_command, run_cli
 from thresher.cli import app as app_module
 from thresher.cli import inspect as inspect_cli
 
@@ -94,22 +95,12 @@ def test_skipped_rows_are_reported(app, tmp_path):
 @pytest.fixture
 def main_with_inspect(monkeypatch):
     """`thresher.cli.app.main` with `inspect` registered (a no-op once app.py registers it)."""
-    original = app_module._register
-
-    def register() -> None:
-        original()
-        if not any(c.name == "inspect" for c in app_module.app.registered_commands):
-            inspect_cli.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register)
+    register_command(monkeypatch, "inspect", inspect_cli.register)
     return app_module.main
 
 
 def run_main(main, args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+    return run_cli(args, capsys, main)
 
 
 def test_missing_by_field_exits_2_naming_it(main_with_inspect, capsys):

@@ -10,6 +10,7 @@ from thresher.cli import report as report_cli
 from thresher.cli import sample as sample_cli
 from thresher.cli import select as select_cli
 from thresher.errors import OutputExistsError
+from tests.helpers import register_command, run_cli
 from tests.report.test_collect import write_pool
 
 
@@ -98,18 +99,7 @@ def test_run_report_from_option_and_from_the_recipe(app, tmp_path):
 
 
 def test_usage_errors_exit_2_through_the_entry_point(tmp_path, monkeypatch, capsys):
-    from thresher.cli import app as app_module
-
-    original = app_module._register
-
-    def register():
-        original()
-        if "report" not in {c.name for c in app_module.app.registered_commands}:
-            report_cli.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register)
-    with pytest.raises(SystemExit) as exit_info:
-        app_module.main(["report", str(tmp_path / "missing.manifest.json"), "-o", str(tmp_path / "r.html")])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
+    register_command(monkeypatch, "report", report_cli.register)
+    code, _, err = run_cli(["report", tmp_path / "missing.manifest.json", "-o", tmp_path / "r.html"], capsys)
+    assert code == 2
     assert "no such file or folder" in err and "Traceback" not in err

@@ -5,7 +5,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from thresher.cli import app as app_module
+from tests.helpers import register_command, run_cli
 from thresher.cli import evaluate
 
 from .conftest import heavier_rows
@@ -68,23 +68,8 @@ def test_curve_and_sweep_cli(cli, model_dir, pool_file, tmp_path):
 @pytest.fixture()
 def main_with_evaluate(monkeypatch):
     """`thresher.cli.app.main` with this module registered (until app.py does it)."""
-    original = app_module._register
-
-    def register():
-        original()
-        if not any(c.name == "compare" for c in app_module.app.registered_commands):
-            evaluate.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register)
-
-    def run(args):
-        try:
-            app_module.main([str(a) for a in args])
-        except SystemExit as e:
-            return e.code
-        return 0
-
-    return run
+    register_command(monkeypatch, "compare", evaluate.register)
+    return lambda args: run_cli(args)[0]
 
 
 @pytest.mark.parametrize("arms,message", [("full,random@abc", "random@abc"), ("bag:fullx1", "bag:fullx1"),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from thresher.errors import UsageError
-from thresher.train import metrics
+from thresher.train import loss
 from thresher.train.examples import Examples, encode
 from thresher.train.metrics import (classification_metrics, detect_label_set, evaluate_model, generation_metrics,
                                     label_logprobs, normalize_answer, response_loss)
@@ -87,7 +87,7 @@ def test_fast_head_equals_full_logits(tiny_lm, monkeypatch):
     prompts, answers = heavier_rows(12)
     ex = Examples(prompts, answers)
     fast = response_loss(model, tok, ex)
-    monkeypatch.setattr(metrics, "_PLAIN_HEAD_TYPES", frozenset())
+    monkeypatch.setattr(loss, "_PLAIN_HEAD_TYPES", frozenset())
     assert response_loss(model, tok, ex)["loss"] == pytest.approx(fast["loss"], rel=1e-5)
 
 

@@ -7,6 +7,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.helpers import register_command, run_cli
 from thresher.cli import train as train_cli
 
 from .conftest import heavier_rows
@@ -77,17 +78,6 @@ def test_train_refuses_bad_arguments(model_dir, data_file, tmp_path):
 
 
 def test_main_exits_2_on_user_errors(data_file, tmp_path, capsys, monkeypatch):
-    from thresher.cli import app as app_module
-
-    original = app_module._register
-
-    def register_with_train():
-        original()
-        if "train" not in {c.name for c in app_module.app.registered_commands}:
-            train_cli.register(app_module.app)
-
-    monkeypatch.setattr(app_module, "_register", register_with_train)
-    with pytest.raises(SystemExit) as exit_info:
-        app_module.main(["train", str(data_file), "--lr", "-1", "-o", str(tmp_path / "a")])
-    assert exit_info.value.code == 2
+    register_command(monkeypatch, "train", train_cli.register)
+    assert run_cli(["train", data_file, "--lr", "-1", "-o", tmp_path / "a"])[0] == 2
     assert "lr must be a positive number" in capsys.readouterr().err

@@ -51,7 +51,7 @@ def kmeans_medoids(X: np.ndarray, k: int, random_state: int | None = 0) -> np.nd
 
 def stratified_seed(ds, by: str | list[str], k: int, random_state: int | None = 0) -> np.ndarray:
     """A stratified sample of k rows over `by` with at least one row per stratum."""
-    from thresher.api import sample
+    from thresher.sampling.designs import sample
 
     k = _check_k(k, len(ds))
     fields = [by] if isinstance(by, str) else list(by)

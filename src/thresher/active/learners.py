@@ -121,7 +121,7 @@ def lm_label_features(prompts: list[str], label_set: list[str], *, model: Any = 
 
 def pool_embeddings(ds, feature: str = "embedding", cache_dir: str | None = None) -> np.ndarray:
     """The pool's embedding matrix (float32, L2-normalised rows; computed and cached as needed)."""
-    from thresher.selection.base import load_features
+    from thresher.features.columns import load_features
 
     X = load_features(ds, [feature], cache_dir=cache_dir)[feature]
     if X.ndim != 2:

@@ -306,9 +306,9 @@ def read_labels(pool, path: str | Path, label_field: str) -> dict[str, str]:
     """id -> label from a labeled file (any readable format); ids must be pool ids, labels non-empty."""
     import pandas as pd
 
-    from thresher.api import read
+    from thresher.data.readers import read_dataset
 
-    ds = read(path)
+    ds = read_dataset(path).dataset
     if label_field not in ds.fields:
         raise InputError(str(path), f"no field '{label_field}' to read labels from (fields: {', '.join(ds.fields)})",
                          field=label_field)

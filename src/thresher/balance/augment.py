@@ -392,7 +392,7 @@ def write_augmented(pool: Dataset, result: AugmentResult, out: str | Path, *, pa
                     rejects: list | None = None, out_format: str | None = None, overwrite: bool = False,
                     command: str = "augment") -> dict[str, Any]:
     """Write the rows (input's format) and `<stem>.manifest.json`, atomically; nothing on error."""
-    from thresher import __version__
+    from thresher._version import __version__
     from thresher.data.manifest import output_paths, write_outputs
     from thresher.data.writers import output_format_for, write_subset
 

@@ -438,7 +438,7 @@ def _pool_lines(pool) -> list[bytes]:
 
 def _manifest(pool, result: GenerationResult, out, fmt: str, records, only_new: bool, seed, command: str) -> dict:
     """A deterministic record (no timings): same pool, model and seed, same bytes."""
-    from thresher import __version__
+    from thresher._version import __version__
 
     pool_rows = 0 if only_new else len(pool)
     summary = result.summary()

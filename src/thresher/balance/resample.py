@@ -319,7 +319,7 @@ class Balance(Design):
     def _embeddings(self, ds: Dataset, features: dict[str, np.ndarray] | None) -> np.ndarray:
         if features and self.embedding in features:
             return np.asarray(features[self.embedding])
-        from thresher.selection.base import load_features
+        from thresher.features.columns import load_features
 
         return load_features(ds, [self.embedding])[self.embedding]
 
@@ -414,9 +414,9 @@ def _selected_ids(pool: Dataset, indices: np.ndarray) -> tuple[Dataset, np.ndarr
 
 def write_balance(pool: Dataset, selection: Selection, out, *, rejects: list | None = None,
                   out_format: str | None = None, overwrite: bool = False, extra: dict | None = None):
-    """Write a balanced subset through `thresher.api.write_selection`, with the
+    """Write a balanced subset through `thresher.data.output.write_selection`, with the
     `output_columns` appended to every row."""
-    from thresher.api import write_selection
+    from thresher.data.output import write_selection
 
     id_pool, ids = _selected_ids(pool, selection.indices)
     return write_selection(id_pool, selection, out, command="balance", rejects=rejects, out_format=out_format,

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         design_pool = _with_class_fields(pool, step.fields, cache)
         features = None
         if diverse:
-            from thresher.selection.base import load_features
+            from thresher.features.columns import load_features
 
             features = load_features(design_pool, [step.embedding], cache_dir=cache)
         selection = step.select(design_pool, None, features=features)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -24,6 +25,8 @@ OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing outp
 JsonOpt = typer.Option(False, "--json", help="Print the summary as JSON.")
 QuietOpt = typer.Option(False, "--quiet", "-q")
 OnErrorOpt = typer.Option("raise", "--on-error", help="raise: stop at the first bad row; skip: skip bad rows and write them to <output>.rejects.jsonl.")
+ExecutorOpt = typer.Option("local", "--executor", help="Where features are computed: local (this process) or ray (Ray Data workers: the cluster at --ray-address / $RAY_ADDRESS, else a local Ray). Same results, same ids.")
+RayAddressOpt = typer.Option(None, "--ray-address", help="Ray cluster to join with --executor ray (default: $RAY_ADDRESS; none: start a local Ray).")
 
 
 def split_list(text: Optional[str]) -> list[str]:
@@ -39,3 +42,18 @@ def read_input(path: str, record_format: Optional[str], field_map: Optional[str]
 def print_json(data) -> None:
     """`data` as JSON on stdout; characters a terminal would act on are \\u-escaped."""
     typer.echo(printable_json(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+@contextmanager
+def executor_scope(executor: Optional[str], ray_address: Optional[str] = None) -> Iterator[dict]:
+    """Run the enclosed command's featurizing on `executor`; yields the manifest
+    fields it adds (`{"executor": {...}}` for ray, nothing for local)."""
+    from thresher.errors import UsageError
+    from thresher.pipeline.executors import make_executor, parse_executor, use_executor
+
+    name = parse_executor(executor or "local")["name"]
+    if ray_address and name != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    chosen = make_executor(name, address=ray_address)
+    with use_executor(chosen):
+        yield {} if chosen.name == "local" else {"executor": chosen.describe()}

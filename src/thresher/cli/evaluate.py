@@ -8,31 +8,23 @@ from typing import Optional
 import typer
 
 from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, console, print_json, read_input
+from thresher.cli.train_options import (AlphaOpt, BatchOpt, DtypeOpt, EngineOpt, LrOpt, MaxLenOpt, MaxStepsOpt, ModelOpt,
+                                        RankOpt, ThreadsOpt)
 from thresher.errors import UsageError
 
 OutDirOpt = typer.Option(..., "-o", "--output", help="Results folder: results.json, table.txt (+ adapters/).")
-ModelOpt = typer.Option(None, "--model", help="Local HF causal LM folder (default: the bundled SmolLM2-135M-Instruct).")
 EvalOpt = typer.Option(None, "--eval", help="Held-out file (same formats as the pool); rows with the same ids leave the pool.")
 HoldoutOpt = typer.Option(None, "--holdout", help="Fraction of the pool held out for evaluation (default 0.1 without --eval); groups stay whole.")
 SeedsOpt = typer.Option(3, "--seeds", help="Runs per arm (different random subsets and training seeds).")
 SeedOpt = typer.Option(0, "--seed", help="First seed; run i uses seed+i. Also seeds the holdout split.")
 LabelOpt = typer.Option(None, "--label-field", help="Class label field: stratifies the holdout, enables +class-weights.")
 GroupOpt = typer.Option(None, "--group-field", help="Rows sharing this field's value stay on one side of the holdout (default: _source_id when present).")
-MaxStepsOpt = typer.Option(None, "--max-steps", help="Equal steps: optimizer steps per run (wins over --epochs).")
 EpochsOpt = typer.Option(1.0, "--epochs", help="Each run makes this many passes over its own data (unequal compute).")
 TokensOpt = typer.Option(None, "--train-tokens", help="Equal compute: every run trains on this many tokens; 'auto' = 3 epochs of the smallest arm, at most 24,576 on CPU / 1,048,576 on GPU.")
-LrOpt = typer.Option(1e-3, "--lr")
 TaskOpt = typer.Option(None, "--task-field", help="Labels are scored per task of this field (default: --label-field).")
 ValidationOpt = typer.Option(32, "--validation-rows", help="Rows of the training side held out for early stopping (never the test rows); 0: none.")
-BatchOpt = typer.Option(8, "--batch-size")
-RankOpt = typer.Option(8, "--lora-r")
-AlphaOpt = typer.Option(16.0, "--lora-alpha")
-MaxLenOpt = typer.Option(256, "--max-length", help="Tokens per row (a long prompt loses the middle of its input; the instruction and the response start stay).")
 TemplateOpt = typer.Option(None, "--template", help="Prompt template: chat (the tokenizer's), plain, or a string holding {prompt}.")
-ThreadsOpt = typer.Option(None, "--threads", help="Torch threads (default: all cores).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (cuda when available)|cpu|cuda[:N].")
-EngineOpt = typer.Option("own", "--engine", help="Training engine: own (thresher's loop) | hf (transformers.Trainer, same loss and steps).")
-DtypeOpt = typer.Option("auto", "--dtype", help="auto|float32|bfloat16 (auto: bf16 only on hardware with native bf16).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing results.json.")
 JsonOpt = typer.Option(False, "--json", help="Print results.json instead of the table.")
 QuietOpt = typer.Option(False, "--quiet", "-q")

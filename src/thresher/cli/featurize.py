@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, console, err_console, escape_data,
-                                 print_json, read_input, split_list)
+from thresher.cli.common import (ExecutorOpt, FieldMapOpt, FormatOpt, InputFormatOpt, RayAddressOpt, console,
+                                 err_console, escape_data, executor_scope, print_json, read_input, split_list)
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,8 @@ def register(app: typer.Typer) -> None:
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
+        executor: str = ExecutorOpt,
+        ray_address: Optional[str] = RayAddressOpt,
         as_json: bool = typer.Option(False, "--json"),
         quiet: bool = typer.Option(False, "--quiet", "-q"),
     ) -> None:
@@ -41,7 +43,7 @@ def register(app: typer.Typer) -> None:
 
             check_output_path(out, [data], overwrite, kind="file")
         names = split_list(features) or None
-        with _progress(quiet or as_json) as progress:
+        with executor_scope(executor, ray_address), _progress(quiet or as_json) as progress:
             table = featurize(ds, names, store=store, progress=progress)
         stats = store.stats.as_dict()
         if out is not None:

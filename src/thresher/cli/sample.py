@@ -11,7 +11,8 @@ from thresher.cli.terminal import escape_data
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
-from thresher.cli.common import JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt
+from thresher.cli.common import (ExecutorOpt, JsonOpt, OutputFormatOpt, OverwriteOpt, QuietOpt, RayAddressOpt,
+                                 executor_scope)
 from thresher.core.budget import Budget
 from thresher.errors import UsageError
 
@@ -82,6 +83,8 @@ def register(app: typer.Typer) -> None:
         on_error: str = OnErrorOpt,
         overwrite: bool = OverwriteOpt,
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the sample here."),
+        executor: str = ExecutorOpt,
+        ray_address: Optional[str] = RayAddressOpt,
         as_json: bool = JsonOpt,
         quiet: bool = QuietOpt,
     ) -> None:
@@ -107,11 +110,11 @@ def register(app: typer.Typer) -> None:
         result = read_input(data, record_format, field_map, input_format, on_error)
         pool = result.dataset
         fields = split_list(by) + [variance_of, cost_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
-        design_pool = attach_features(pool, [f for f in fields if f and f != "cluster"], cache)
-        if kmeans_k is not None or "cluster" in fields:
-            design_pool = attach_kmeans(design_pool, kmeans_k, cache)
+        with executor_scope(executor, ray_address) as extra:  # features on workers; the design runs here
+            design_pool = attach_features(pool, [f for f in fields if f and f != "cluster"], cache)
+            if kmeans_k is not None or "cluster" in fields:
+                design_pool = attach_kmeans(design_pool, kmeans_k, cache)
         selection = sampler.select(design_pool, budget)
-        extra = {}
         if estimate:
             from thresher.sampling.estimate import estimate as estimate_fn
 

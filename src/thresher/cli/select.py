@@ -9,7 +9,7 @@ import yaml
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
-from thresher.cli.common import QuietOpt
+from thresher.cli.common import ExecutorOpt, QuietOpt, RayAddressOpt, executor_scope
 from thresher.errors import UsageError
 
 
@@ -114,6 +114,8 @@ def register(app: typer.Typer) -> None:
         on_error: str = OnErrorOpt,
         overwrite: bool = typer.Option(False, "--overwrite"),
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the subset here."),
+        executor: str = ExecutorOpt,
+        ray_address: Optional[str] = RayAddressOpt,
         as_json: bool = typer.Option(False, "--json"),
         quiet: bool = QuietOpt,
     ) -> None:
@@ -138,10 +140,12 @@ def register(app: typer.Typer) -> None:
             check_output_path(removed_path, [pool.source.path], overwrite)
         if report:
             check_output_path(report, [pool.source.path], overwrite)
-        run = run_steps(pool, [StepSpec(method, params)], seed=seed, store=FeatureStore(cache), coverage=coverage)
+        with executor_scope(executor, ray_address) as executor_field:
+            run = run_steps(pool, [StepSpec(method, params)], seed=seed, store=FeatureStore(cache),
+                            coverage=coverage)
         written = write_selection(pool, run.selection, output, command="select", rejects=result.rejects,
                                   out_format=output_format, overwrite=overwrite,
-                                  extra={"trace": run.trace, "coverage": run.coverage})
+                                  extra={"trace": run.trace, "coverage": run.coverage, **executor_field})
         if keep_removed:
             write_removed(pool, run.removed, removed_path)
         summary = {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),
@@ -168,6 +172,9 @@ def register(app: typer.Typer) -> None:
         cache: Optional[str] = typer.Option(None, "--cache"),
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report here (default: the "
                                                                      "recipe's `report:` path, if any)."),
+        executor: Optional[str] = typer.Option(None, "--executor", help="local|ray (default: the recipe's "
+                                                                        "`executor:`, else local)."),
+        ray_address: Optional[str] = RayAddressOpt,
         as_json: bool = typer.Option(False, "--json"),
         quiet: bool = QuietOpt,
     ) -> None:
@@ -178,7 +185,8 @@ def register(app: typer.Typer) -> None:
             from thresher.data.writers import check_output_path
 
             check_output_path(report, [], overwrite)
-        result = run_recipe(recipe, overwrite=overwrite, keep_removed=keep_removed, cache_dir=cache)
+        result = run_recipe(recipe, overwrite=overwrite, keep_removed=keep_removed, cache_dir=cache,
+                            executor=executor, ray_address=ray_address)
         summary = {k: result[k] for k in ("output", "manifest", "rows", "pool_rows", "trace", "removed_file",
                                           "coverage")}
         report = report or (Path(result["recipe"].report) if result["recipe"].report else None)

@@ -10,6 +10,8 @@ import typer
 
 from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, console, print_json, read_input
 from thresher.cli.common import QuietOpt
+from thresher.cli.train_options import (AlphaOpt, BatchOpt, DtypeOpt, EngineOpt, LrOpt, MaxLenOpt, MaxStepsOpt, ModelOpt,
+                                        RankOpt, ThreadsOpt)
 from thresher.errors import UsageError
 
 
@@ -81,16 +83,16 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(..., "-o", "--output", help="Adapter folder to write (adapter, train_config.json, history.json, metrics.json)."),
         eval_path: Optional[str] = typer.Option(None, "--eval", help="Held-out rows (same formats)."),
         holdout: Optional[float] = typer.Option(None, "--holdout", help="Hold out this fraction of DATA for evaluation (default 0.1 without --eval; 0 = none)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Local Hugging Face causal LM folder (default: the bundled SmolLM2-135M-Instruct)."),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimizer steps (overrides --epochs)."),
+        model: Optional[str] = ModelOpt,
+        max_steps: Optional[int] = MaxStepsOpt,
         epochs: float = typer.Option(1.0, "--epochs"),
-        lr: float = typer.Option(1e-3, "--lr"),
+        lr: float = LrOpt,
         train_tokens: Optional[int] = typer.Option(None, "--train-tokens", help="Train until this many tokens are processed (wins over --max-steps and --epochs)."),
-        lora_r: int = typer.Option(8, "--lora-r"),
-        lora_alpha: float = typer.Option(16, "--lora-alpha"),
+        lora_r: int = RankOpt,
+        lora_alpha: float = AlphaOpt,
         targets: str = typer.Option("q_proj,k_proj,v_proj,o_proj", "--targets", help="LoRA target modules, comma-separated."),
-        batch_size: int = typer.Option(8, "--batch-size"),
-        max_length: int = typer.Option(256, "--max-length", help="Tokens per row (a long prompt loses the middle of its input; the instruction and the response start stay)."),
+        batch_size: int = BatchOpt,
+        max_length: int = MaxLenOpt,
         eval_every: int = typer.Option(25, "--eval-every", help="Evaluate the held-out loss every N steps."),
         patience: int = typer.Option(3, "--patience", help="Stop after N evaluations without improvement (0: never)."),
         template: Optional[str] = typer.Option(None, "--template", help="Prompt template with {prompt} (and optional {response}); default: the tokenizer's chat template."),
@@ -98,9 +100,9 @@ def register(app: typer.Typer) -> None:
         label_field: Optional[str] = typer.Option(None, "--label-field", help="Field holding each row's class (per-class metrics, class weights)."),
         weight_field: str = typer.Option("auto", "--weight-field", help="Sample-weight field ('auto': _weight when present; 'none': ignore)."),
         generate: bool = typer.Option(False, "--generate", help="Also generate answers for the held-out rows (exact match, token F1)."),
-        dtype: str = typer.Option("auto", "--dtype", help="auto|float32|bfloat16 (auto: bf16 only with native hardware support)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: all cores)."),
-        engine: str = typer.Option("own", "--engine", help="Training engine: own (thresher's loop) | hf (transformers.Trainer, same loss and steps)."),
+        dtype: str = DtypeOpt,
+        threads: Optional[int] = ThreadsOpt,
+        engine: str = EngineOpt,
         seed: int = typer.Option(0, "--seed"),
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,

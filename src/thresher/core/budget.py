@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,3 +43,30 @@ class Budget:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "value": int(self.value) if self.kind != "fraction" else self.value}
+
+
+def is_token_budget(budget: object) -> bool:
+    """Whether `budget` is a `Budget` of tokens (it has no row count)."""
+    return isinstance(budget, Budget) and budget.kind == "tokens"
+
+
+def budget_rows(budget: "Budget | int | None", pool_size: int, *, required: bool = True,
+                at_most_pool: bool = False) -> int | None:
+    """The number of rows a budget asks for: a row count (an int) or a `Budget`.
+
+    No budget (None) is an error when `required`, else None ("no row limit");
+    so is a token budget, which has no row count (the caller limits by tokens).
+    `at_most_pool` caps a `Budget`'s rows at `pool_size`.
+    """
+    if budget is None:
+        if required:
+            raise UsageError("this selector needs a budget: --n, --fraction or --tokens")
+        return None
+    if isinstance(budget, Budget):
+        if budget.kind == "tokens" and not required:
+            return None
+        rows = budget.rows(pool_size)
+        return min(rows, pool_size) if at_most_pool else rows
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0:
+        raise UsageError(f"the budget must be a non-negative number of rows or a Budget, got {budget!r}")
+    return int(budget)

@@ -12,6 +12,8 @@ from thresher.errors import UsageError
 
 CANONICAL = ("id", "messages", "prompt", "response")
 MISSING_LABEL = "(missing)"
+# bump when normalization changes what a row reads as: it is part of every fingerprint
+NORMALIZATION_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,6 @@ class Dataset:
     @classmethod
     def from_records(cls, records: list[dict], record_format: str | None = None) -> "Dataset":
         """An in-memory Dataset (mainly for tests and the Python API)."""
-        from thresher.data.formats import normalize_table
-
         table = pa.Table.from_pylist(records)
         return normalize_table(table, Source(), record_format)
 
@@ -87,8 +87,6 @@ class Dataset:
     def fingerprint(self) -> str:
         """Identifies this exact set of rows: input bytes, normalization and row positions."""
         import hashlib
-
-        from thresher.data.readers import NORMALIZATION_VERSION
 
         h = hashlib.sha256()
         if self.source.sha256:
@@ -285,3 +283,18 @@ def _first_unparsable_number(col) -> tuple[int, str]:
         except ValueError:
             return i, v
     return 0, ""
+
+
+def normalize_table(table: pa.Table, source, record_format: str | None = None,
+                    field_map: dict[str, str] | None = None):
+    """A validated Dataset over `table` (raises InputError on the first bad row)."""
+    from thresher.data.formats import detect_format, validate_table
+    from thresher.errors import InputError
+
+    field_map = field_map or {}
+    fmt = detect_format(table.column_names, source.path, record_format, field_map)
+    problems = validate_table(table, fmt, field_map)
+    if problems:
+        p = problems[0]
+        raise InputError(source.path, p.reason, line=p.row + 1, field=p.field)
+    return Dataset(table, replace(source, record_format=fmt, field_map=tuple(sorted(field_map.items()))))

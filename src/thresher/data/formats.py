@@ -282,20 +282,3 @@ def _chat_columns(col: pa.Array, fmt: str) -> dict[str, pa.Array]:
         roles = pc.replace_substring_regex(roles, "^gpt$", "assistant")
     texts = content_text(values.field(content_key))
     return chat_columns(col, roles, texts, tool_call_mask(values), MESSAGE_TYPE)
-
-
-def normalize_table(table: pa.Table, source, record_format: str | None = None,
-                    field_map: dict[str, str] | None = None):
-    """A validated Dataset over `table` (raises InputError on the first bad row)."""
-    from dataclasses import replace
-
-    from thresher.data.dataset import Dataset
-    from thresher.errors import InputError
-
-    field_map = field_map or {}
-    fmt = detect_format(table.column_names, source.path, record_format, field_map)
-    problems = validate_table(table, fmt, field_map)
-    if problems:
-        p = problems[0]
-        raise InputError(source.path, p.reason, line=p.row + 1, field=p.field)
-    return Dataset(table, replace(source, record_format=fmt, field_map=tuple(sorted(field_map.items()))))

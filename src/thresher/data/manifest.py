@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from thresher import __version__
+from thresher._version import __version__
 from thresher.core.selection import Selection, _jsonable
 from thresher.data.dataset import Dataset
 

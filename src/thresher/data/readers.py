@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from thresher.data.dataset import Dataset, RawRecords, Source
+from thresher.data.dataset import NORMALIZATION_VERSION, Dataset, RawRecords, Source  # noqa: F401 (re-export)
 from thresher.data.formats import Problem, detect_format, first_per_row, validate_table
 from thresher.data.ids import check_given_ids, given_ids
 from thresher.errors import InputError, UsageError
@@ -25,7 +25,6 @@ from thresher.errors import InputError, UsageError
 FILE_FORMATS = ("jsonl", "json", "csv", "parquet", "hf")
 MAX_DEPTH = 64
 ARROW_SAFE_DEPTH = 5000  # pyarrow.json segfaults on nesting near 30,000 levels
-NORMALIZATION_VERSION = "1"
 
 
 @dataclass

@@ -43,6 +43,7 @@ class Featurizer:
     inputs: ClassVar[tuple[str, ...]] = ("prompt", "response")
     output_columns: ClassVar[tuple[str, ...]] = ()
     chunk_rows: ClassVar[int | None] = None  # preferred chunk size (slow featurizers want small ones)
+    loads_model: ClassVar[bool] = False  # on Ray: an actor pool, so each worker loads the model once
 
     @property
     def columns(self) -> list[str]:

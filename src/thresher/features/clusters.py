@@ -55,7 +55,7 @@ class KMeansClusters(Featurizer):
         self.max_iter = max_iter
 
     def depends_on(self) -> list[Featurizer]:
-        from thresher.features.registry import make
+        from thresher.features.lookup import make
 
         dep = make(self.embedding)
         if len(dep.columns) != 1:

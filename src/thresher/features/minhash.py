@@ -214,7 +214,7 @@ def _band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return out
 
 
-def _groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(order, start, size): `keys[order]` is sorted; group g is
     order[start[g] : start[g] + size[g]]. (np.unique is avoided: its hash
     path in numpy 2.x is ~50x slower than a sort here.)"""
@@ -229,10 +229,34 @@ def _sorted_unique(x: np.ndarray) -> np.ndarray:
     return x[np.concatenate([[True], x[1:] != x[:-1]])] if len(x) else x
 
 
-def _bucket_pairs(keys: np.ndarray, ids: np.ndarray, max_bucket: int) -> tuple[np.ndarray, np.ndarray, int]:
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(live, band, whole): the positions of the rows with words, their
+    (m, bands) band hashes and one uint64 key of all their bands. Each row's
+    values depend on that row only, so blocks of rows can be keyed apart."""
+    live = np.flatnonzero(sig[:, 0] != EMPTY_SIGNATURE)
+    bh = _band_hashes(sig, bands, rows)
+    if len(live) < len(sig):
+        bh = bh[live]
+    return live, bh, bh @ _BAND_KEYS[:bands]
+
+
+def signature_stars(whole: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, reps) for rows whose banded signatures are identical (`whole`
+    keys equal): each such group links its other rows `hi` to its smallest id
+    `lo` as a star, and only its representative (positions `reps`, sorted)
+    goes on through the bands. `ids` must be increasing."""
+    order, start, size = key_groups(whole)
+    rep = np.minimum.reduceat(order, start) if len(order) else order
+    rep_of = np.repeat(rep, size)
+    other = rep_of != order
+    return ids[rep_of[other]], ids[order[other]], np.sort(rep)
+
+
+def bucket_pairs(keys: np.ndarray, ids: np.ndarray, max_bucket: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Pairs (lo < hi) of `ids` sharing a key: all pairs in a bucket of up to
-    `max_bucket` rows, a star on the bucket's smallest id in a bigger one."""
-    order, start, size = _groups(keys)
+    `max_bucket` rows, a star on the bucket's smallest id in a bigger one.
+    The pairs depend only on which ids share a key, not on their order."""
+    order, start, size = key_groups(keys)
     sid = ids[order[np.repeat(size >= 2, size)]]  # members of shared buckets, bucket by bucket
     size = size[size >= 2]
     first = np.cumsum(size) - size
@@ -254,20 +278,12 @@ def _bucket_pairs(keys: np.ndarray, ids: np.ndarray, max_bucket: int) -> tuple[n
 
 def _lsh(sig: np.ndarray, bands: int, rows: int, max_bucket: int) -> tuple[np.ndarray, dict[str, int]]:
     n = len(sig)
-    live = np.flatnonzero(sig[:, 0] != EMPTY_SIGNATURE)
-    bh = _band_hashes(sig, bands, rows)
-    if len(live) < n:
-        bh = bh[live]
-    # Rows with identical banded signatures: one representative (the
-    # smallest row) goes through LSH, the others link to it as a star.
-    order, start, size = _groups(bh @ _BAND_KEYS[:bands])
-    rep = np.minimum.reduceat(order, start) if len(order) else order
-    rep_of = np.repeat(rep, size)
-    codes = [live[rep_of[rep_of != order]] * n + live[order[rep_of != order]]]
-    reps = np.sort(rep)
+    live, bh, whole = band_keys(sig, bands, rows)
+    lo, hi, reps = signature_stars(whole, live)
+    codes = [lo * n + hi]
     capped = 0
     for k in range(bands):
-        lo, hi, c = _bucket_pairs(bh[reps, k], live[reps], max_bucket)
+        lo, hi, c = bucket_pairs(bh[reps, k], live[reps], max_bucket)
         codes.append(lo * n + hi)
         capped += c
     codes = _sorted_unique(np.concatenate(codes))
@@ -275,6 +291,11 @@ def _lsh(sig: np.ndarray, bands: int, rows: int, max_bucket: int) -> tuple[np.nd
     stats = {"empty_rows": n - len(live), "identical_signature_rows": len(live) - len(reps),
              "candidate_pairs": len(pairs), "capped_buckets": capped}
     return pairs, stats
+
+
+def verify_cut(threshold: float, num_perm: int, verify_z: float) -> float:
+    """The estimated-Jaccard cut of `near_duplicate_clusters`' verification."""
+    return threshold - verify_z * np.sqrt(threshold * (1 - threshold) / num_perm)
 
 
 def lsh_candidates(
@@ -444,7 +465,7 @@ def near_duplicate_clusters(
     bands, rows = choose_bands(threshold, num_perm)
     candidates, stats = _lsh(sig, bands, rows, max_bucket)
     clock["lsh_s"] = time.perf_counter()
-    cut = threshold - verify_z * np.sqrt(threshold * (1 - threshold) / num_perm)
+    cut = verify_cut(threshold, num_perm, verify_z)
     jac = estimate_jaccard(sig, candidates)
     keep = jac >= cut
     pairs, jac = candidates[keep], jac[keep]

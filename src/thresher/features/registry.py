@@ -24,7 +24,6 @@ lm_embed       row     lm_embedding (float16 x hidden size: mean-pooled hidden s
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +33,7 @@ from thresher.errors import UsageError
 from thresher.features.base import Batch, Featurizer, check_choice, check_positive_int, string_column
 from thresher.features.clusters import KMeansClusters
 from thresher.features.lm_embed import LMEmbed
+from thresher.features.lookup import FEATURIZERS, FeatureSpec, available, make  # noqa: F401 (re-export)
 from thresher.features.quality import QualitySignals
 from thresher.features.scores import Complexity, QualityScore
 from thresher.features.tags import InstructionTags
@@ -92,18 +92,20 @@ class NearDup(Featurizer):
         self.field = field
 
     def compute(self, batch: Batch) -> dict[str, pa.Array]:
-        from thresher.features.minhash import near_duplicate_clusters
+        from thresher.features.execution import current_executor
 
-        result = near_duplicate_clusters(field_texts(batch, self.field), num_perm=self.num_perm,
-                                         shingle_size=self.shingle_size, threshold=self.threshold,
-                                         seed=self.seed)
-        return {"dup_cluster": pa.array(np.asarray(result.dup_cluster, np.int64))}
+        # The executor's clusters are identical to `minhash.near_duplicate_clusters`' (local or on Ray).
+        clusters = current_executor().near_duplicate_clusters(
+            field_texts(batch, self.field), num_perm=self.num_perm, shingle_size=self.shingle_size,
+            threshold=self.threshold, seed=self.seed)
+        return {"dup_cluster": pa.array(np.asarray(clusters, np.int64))}
 
 
 class EmbedText(Featurizer):
     """A text embedding per row (`embeddings.embed`), float16 fixed-size list."""
 
     version = "1"
+    loads_model = True
 
     def __init__(self, model: str = "static", field: str = "both", batch_size: int | None = None):
         check_choice("field", field, FIELDS)
@@ -132,6 +134,7 @@ class LMScores(Featurizer):
 
     name = "lm"
     version = "1"
+    loads_model = True
     chunk_rows = 1024  # ~minutes of CPU per part: an interrupted run loses little
     output_columns = ("loss_response_given_prompt", "loss_response_alone", "ifd", "ppl_response",
                       "ppl_prompt", "lm_truncated")
@@ -153,7 +156,7 @@ class LMScores(Featurizer):
                               batch_tokens=self.batch_tokens, max_length=self.max_length)
 
 
-FEATURIZERS: dict[str, Callable[..., Featurizer]] = {
+FEATURIZERS.update({
     "text": TextStats,
     "quality": QualitySignals,
     "tags": InstructionTags,
@@ -167,40 +170,8 @@ FEATURIZERS: dict[str, Callable[..., Featurizer]] = {
     "quality_score": QualityScore,
     "complexity": Complexity,
     "lm_embed": LMEmbed,
-}
+})
 DEFAULT_FEATURES: tuple[str, ...] = ("text", "quality", "exact_dup", "near_dup", "embed_static")
-
-FeatureSpec = str | Featurizer | Mapping[str, Any]
-
-
-def available() -> list[str]:
-    """The registered featurizer names."""
-    return sorted(FEATURIZERS)
-
-
-def make(spec: FeatureSpec, **params: Any) -> Featurizer:
-    """A featurizer from a name (`"quality"`), a name with params
-    (`{"cluster": {"k": 20}}` or `{"name": "cluster", "k": 20}`), or an instance."""
-    if isinstance(spec, Featurizer):
-        if params:
-            raise UsageError("give params when naming a featurizer, not with an instance")
-        return spec
-    if isinstance(spec, Mapping):
-        spec = dict(spec)
-        if "name" in spec:
-            name = spec.pop("name")
-            return make(name, **{**spec, **params})
-        if len(spec) != 1:
-            raise UsageError(f"a feature spec is a name or {{name: params}}, got {spec!r}")
-        (name, extra), = spec.items()
-        return make(name, **{**(extra or {}), **params})
-    if not isinstance(spec, str) or spec not in FEATURIZERS:
-        raise UsageError(f"unknown feature {spec!r}; available: {', '.join(available())}")
-    try:
-        return FEATURIZERS[spec](**params)
-    except TypeError as exc:
-        raise UsageError(f"feature {spec!r}: {exc}") from exc
-
 
 def field_texts(batch: Batch, field: str) -> pa.Array:
     """The prompt, the response, or both joined by a blank line (the side that is empty is left out)."""

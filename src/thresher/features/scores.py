@@ -61,19 +61,19 @@ class QualityScore(Featurizer):
         self.lm = lm
 
     def depends_on(self) -> list[Featurizer]:
-        from thresher.features.registry import LMScores
+        from thresher.features.lookup import make
         from thresher.features.quality import QualitySignals
         from thresher.features.text import TextStats
 
-        return [TextStats(), QualitySignals()] + ([LMScores()] if self.lm is True else [])
+        return [TextStats(), QualitySignals()] + ([make("lm")] if self.lm is True else [])
 
     def bind(self, ds, store) -> "QualityScore":
         """lm="auto" made concrete: use the LM factors when the pool's `lm` features are cached."""
         if self.lm != "auto":
             return self
-        from thresher.features.registry import LMScores
+        from thresher.features.lookup import make
 
-        return QualityScore(lm=store.is_cached(ds, LMScores()))
+        return QualityScore(lm=store.is_cached(ds, make("lm")))
 
     def compute(self, batch: Batch) -> dict[str, pa.Array]:
         col = {name: _np(batch.column(name)) for name in batch.column_names}

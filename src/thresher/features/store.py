@@ -24,7 +24,7 @@ import shutil
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from thresher.data.writers import atomic_path
 from thresher.errors import ThresherError, UsageError
 from thresher.features.base import Featurizer, checked_table
+from thresher.features.execution import current_executor
 
 log = logging.getLogger(__name__)
 
@@ -118,23 +119,32 @@ class FeatureStore:
                  progress: Progress | None) -> pa.Table:
         n = len(ds)
         meta = self._meta(entry, featurizer, n)
-        parts = []
-        for i, (start, stop) in enumerate(_spans(n, meta["chunk_rows"], featurizer.scope)):
+        spans = _spans(n, meta["chunk_rows"], featurizer.scope)
+        parts: list[pa.Table | None] = []
+        for i, (start, stop) in enumerate(spans):
             path = entry / f"part-{i:05d}.parquet"
-            part = _read_part(path, stop - start, featurizer.columns) if path.is_file() else None
-            if part is None:
-                batch = _input_batch(ds, featurizer, deps, start, stop)
-                part = checked_table(featurizer, featurizer.compute(batch), stop - start)
-                _write_atomic(part, path)
-                self.stats.parts_computed += 1
-            else:
-                self.stats.parts_resumed += 1
-            parts.append(part)
+            parts.append(_read_part(path, stop - start, featurizer.columns) if path.is_file() else None)
+        self.stats.parts_resumed += sum(p is not None for p in parts)
+        todo = ((i, _input_batch(ds, featurizer, deps, *spans[i])) for i, p in enumerate(parts) if p is None)
+        for i, part in self._run(featurizer, todo):
+            _write_atomic(part, entry / f"part-{i:05d}.parquet")  # at once: a killed run resumes after it
+            self.stats.parts_computed += 1
+            parts[i] = part
             if progress is not None:
-                progress(featurizer.name, stop, n)
+                progress(featurizer.name, spans[i][1], n)
         with atomic_path(entry / "_SUCCESS") as tmp:
             tmp.write_text(json.dumps({"rows": n, "parts": len(parts)}))
         return _concat(parts)
+
+    @staticmethod
+    def _run(featurizer: Featurizer, todo) -> Iterator[tuple[int, pa.Table]]:
+        """Row featurizers go to the active executor (local or Ray); a global one
+        runs here and reaches the executor itself where it has a distributed form."""
+        if featurizer.scope == "row":
+            yield from current_executor().map_parts(featurizer, todo)
+            return
+        for i, batch in todo:
+            yield i, checked_table(featurizer, featurizer.compute(batch), batch.num_rows)
 
     def _meta(self, entry: Path, featurizer: Featurizer, n: int) -> dict:
         """The entry's `_meta.json`; an unfinished entry keeps its chunking so

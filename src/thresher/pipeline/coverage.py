@@ -93,7 +93,7 @@ class Coverage:
         if by is not None and by != "cluster":
             raise UsageError(f"coverage: no field {by!r} in the pool (fields: {', '.join(pool.fields)}); "
                              f"use --coverage-by FIELD, 'cluster' or 'none'")
-        from thresher.selection.base import load_features
+        from thresher.features.columns import load_features
 
         clusters = np.asarray(load_features(pool, ["cluster"], store=store, progress=progress)["cluster"])
         uniques, codes = np.unique(clusters, return_inverse=True)

@@ -34,6 +34,7 @@ class Recipe(BaseModel):
     evaluate: Optional[dict[str, Any]] = None
     report: Optional[str] = None
     coverage: Optional[Union[bool, dict[str, Any]]] = None  # {min: K, by: FIELD, enforce: bool}; false: off
+    executor: Optional[Union[str, dict[str, Any]]] = None  # local | ray | {name: ray, address: ..., num_cpus: ...}
 
     @field_validator("output", mode="before")
     @classmethod

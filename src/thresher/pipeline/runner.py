@@ -64,7 +64,7 @@ def run_steps(pool, steps: list[StepSpec], seed: int = 0, store=None, progress=N
 
 def _run_one(pool, step, budget: Budget | None, spec: StepSpec, current: np.ndarray, seed: int, store, progress,
              guard: Coverage | None) -> tuple[Selection, dict[str, Any] | None]:
-    from thresher.selection.base import load_features
+    from thresher.features.columns import load_features
 
     needed = requirements(step) + (["tokens"] if budget is not None and budget.kind == "tokens" else [])
     features = load_features(pool, needed, store=store, progress=progress)

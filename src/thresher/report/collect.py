@@ -267,7 +267,7 @@ def pool_features(pool, columns: list[str], cache_dir: str | None = None) -> tup
     MiniLM embeddings only when already cached), and a note per column left out."""
     from thresher.features.registry import make
     from thresher.features.store import FeatureStore
-    from thresher.selection.base import feature_sources, load_features
+    from thresher.features.columns import feature_sources, load_features
 
     store = FeatureStore(cache_dir)
     sources = feature_sources()

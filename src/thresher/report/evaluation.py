@@ -6,14 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from thresher.report.blocks import Section
 from thresher.report.markup import fmt, table, tag
 
 MAX_CONFUSION = 4  # arms with a confusion matrix drawn
 
 
 def _section(id_: str, title: str):
-    from thresher.report.html import Section
-
     return Section(id_, title)
 
 

@@ -4,12 +4,12 @@ the figures. A section whose inputs are missing says why instead."""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from thresher.report.blocks import FigureOut, Figures, Section  # noqa: F401 (re-export)
 from thresher.report.collect import RunData, category_field, collect
 from thresher.report.markup import Markup, tag
 
@@ -36,44 +36,11 @@ pre{background:#f1f3f5;padding:8px;font-size:12px;overflow:auto;max-height:320px
 
 
 @dataclass
-class FigureOut:
-    name: str  # file stem of the PNG
-    title: str
-    caption: str
-    png: bytes
-    width: int
-    height: int
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    body: list[Any] = field(default_factory=list)
-    figures: list[FigureOut] = field(default_factory=list)
-    absent: str | None = None
-
-
-@dataclass
 class ReportResult:
     html: Path
     figures_dir: Path | None
     figures: list[Path]
     sections: dict[str, bool]  # section id -> shown (False: it says why it is absent)
-
-
-class _Figures:
-    """Renders figures and numbers them in report order."""
-
-    def __init__(self):
-        self.count = 0
-
-    def make(self, fig, name: str, title: str, caption: str) -> FigureOut:
-        from thresher.report.figures import render
-
-        self.count += 1
-        r = render(fig)
-        return FigureOut(f"{self.count:02d}-{name}", title, caption, r.png, r.width, r.height)
 
 
 def write_report(run: str | Path, out: str | Path, *, pool=None, selected: np.ndarray | None = None,
@@ -110,7 +77,7 @@ def build_sections(data: RunData, *, by: str | None = None, cache_dir: str | Non
     from thresher.report.sections import (categories_section, embedding_section, embeddings, overview_section,
                                           representativeness_section, scores_section, trace_section)
 
-    figs = _Figures()
+    figs = Figures()
     embed, embed_note = embeddings(data, cache_dir)
     field_name, field_why = category_field(data, by) if data.pool is not None else (None, "")
     return [

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from thresher.report.collect import RunData, pool_features, step_features
-from thresher.report.html import Section, _Figures
+from thresher.report.blocks import Figures, Section
 from thresher.report.markup import Markup, fmt, join, pre_json, short, table, tag
 
 MAX_CATEGORIES = 30  # bars; the table lists up to MAX_TABLE_ROWS
@@ -58,7 +58,7 @@ def overview_section(data: RunData) -> Section:
     return s
 
 
-def categories_section(data: RunData, field_name: str | None, why: str, figs: _Figures) -> Section:
+def categories_section(data: RunData, field_name: str | None, why: str, figs: Figures) -> Section:
     from thresher.report.figures import category_bars
 
     s = Section("categories", "Category distribution: pool vs selected")
@@ -95,13 +95,13 @@ def categories_section(data: RunData, field_name: str | None, why: str, figs: _F
 
 def _categories(pool, name: str) -> tuple[np.ndarray, list[str]]:
     if name not in pool.fields:
-        from thresher.api import attach_features
+        from thresher.features.columns import attach_features
 
         pool = attach_features(pool, [name])
     return pool.categorical([name])
 
 
-def scores_section(data: RunData, cache_dir: str | None, figs: _Figures) -> Section:
+def scores_section(data: RunData, cache_dir: str | None, figs: Figures) -> Section:
     from thresher.report.figures import score_histograms
 
     s = Section("scores", "Scores and thresholds")
@@ -143,7 +143,7 @@ def embeddings(data: RunData, cache_dir: str | None) -> tuple[np.ndarray | None,
     return emb, None
 
 
-def embedding_section(data: RunData, emb, note, seed: int, max_points: int, figs: _Figures) -> Section:
+def embedding_section(data: RunData, emb, note, seed: int, max_points: int, figs: Figures) -> Section:
     from thresher.core.rng import make_rng
     from thresher.report.figures import embedding_map
 
@@ -180,7 +180,7 @@ def pca2(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
     return xy, shares
 
 
-def trace_section(data: RunData, figs: _Figures) -> Section:
+def trace_section(data: RunData, figs: Figures) -> Section:
     from thresher.report.figures import funnel
 
     s = Section("trace", "Recipe trace")

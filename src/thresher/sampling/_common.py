@@ -1,5 +1,6 @@
 """Shared plumbing for the probability designs: parameters and their
-validation, budgets, seeds, and simple random sampling within groups."""
+validation, seeds, and simple random sampling within groups (budgets:
+`thresher.core.budget.budget_rows`)."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from thresher.core.budget import Budget
 from thresher.core.rng import make_rng
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
@@ -84,15 +84,6 @@ def check_field_name(name: str, value: Any, allow_none: bool = False) -> None:
         return
     if not isinstance(value, str) or not value:
         raise UsageError(f"{name} must be a field name (a non-empty string), got {value!r}")
-
-
-def budget_rows(budget: int | Budget, pool_size: int) -> int:
-    """The number of rows a budget (an int or a `Budget`) asks for."""
-    if isinstance(budget, Budget):
-        return budget.rows(pool_size)
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0:
-        raise UsageError(f"the budget must be a non-negative number of rows or a Budget, got {budget!r}")
-    return int(budget)
 
 
 def check_without_replacement(n: int, pool_size: int, hint: str = "lower the budget") -> None:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from thresher.core.budget import Budget
+from thresher.core.budget import Budget, budget_rows
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
-from thresher.sampling._common import (Design, budget_rows, check_choice, check_field_name, check_int,
+from thresher.sampling._common import (Design, check_choice, check_field_name, check_int,
                                        check_random_state, check_without_replacement, label_array,
                                        numeric_column, srs_within_groups)
 from thresher.sampling.strata import strata

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from thresher.core.budget import Budget
+from thresher.core.budget import Budget, budget_rows
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
-from thresher.sampling._common import (Design, budget_rows, check_field_name, check_number, check_random_state,
+from thresher.sampling._common import (Design, check_field_name, check_number, check_random_state,
                                        check_without_replacement, numeric_column)
 from thresher.sampling.allocation import water_fill
 

@@ -8,11 +8,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from thresher.core.budget import Budget
+from thresher.core.budget import Budget, budget_rows
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
-from thresher.sampling._common import (Design, budget_rows, check_field_name, check_random_state,
+from thresher.sampling._common import (Design, check_field_name, check_random_state,
                                        check_without_replacement)
 from thresher.sampling.strata import strata
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from thresher.core.budget import Budget
+from thresher.core.budget import Budget, budget_rows, is_token_budget
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 
@@ -85,18 +85,14 @@ def step_inputs(ds: Dataset, features: dict[str, Any] | None, name: str, budget:
     if len(X) != len(ds):
         raise UsageError(f"feature '{name}' has {len(X)} rows but the pool has {len(ds)}; "
                          f"recompute the features for this dataset")
-    if isinstance(budget, Budget) and budget.kind == "tokens":
+    if is_token_budget(budget):
         tokens = _feature(ds, features, "tokens", step, "token counts per row for a token budget; "
                           "run `featurize` with lengths")
         if isinstance(tokens, (pa.ChunkedArray, pa.Array)):
             tokens = tokens.to_numpy(zero_copy_only=False)
         costs = check_costs(np.asarray(tokens, dtype=np.float64), len(ds), "feature 'tokens'")
         return X, None, costs, float(budget.value)
-    if isinstance(budget, Budget):
-        return X, budget.rows(len(ds)), None, None
-    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral) or budget < 0:
-        raise UsageError(f"the budget must be a non-negative number of rows or a Budget, got {budget!r}")
-    return X, int(budget), None, None
+    return X, budget_rows(budget, len(ds)), None, None
 
 
 def _feature(ds: Dataset, features: dict[str, Any] | None, name: str, step: str, hint: str) -> Any:

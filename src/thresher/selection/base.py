@@ -1,4 +1,7 @@
-"""What selectors share: feature loading by column name and Selection building.
+"""What selectors share: their inputs (scores, embeddings, token counts, read
+from `features` or from the dataset's own fields), budgets, ranked takes and
+Selection building (feature loading by column name lives in
+`thresher.features.columns`; re-exported here).
 
 A selector is a step: hyper-parameters in `__init__`, `requires` (feature
 columns it needs) and `select(ds, budget, features) -> Selection`, where
@@ -6,142 +9,15 @@ columns it needs) and `select(ds, budget, features) -> Selection`, where
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
-from thresher.core.budget import Budget
+from thresher.core.budget import Budget, budget_rows, is_token_budget
 from thresher.core.selection import Selection
+from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
-
-# feature column -> the featurizer (registry name) that makes it
-_SOURCES: dict[str, str] | None = None
-
-
-def feature_sources() -> dict[str, str]:
-    global _SOURCES
-    if _SOURCES is None:
-        from thresher.features.registry import make
-
-        sources = {}
-        for name in ("text", "quality", "tags", "exact_dup", "near_dup", "embed_static", "embed_minilm", "lm",
-                     "cluster", "quality_score", "complexity", "lm_embed"):
-            for col in make(name).columns:
-                sources.setdefault(col, name)
-        _SOURCES = sources
-    return _SOURCES
-
-
-def load_features(ds, columns: Iterable[str], cache_dir=None, store=None, progress=None) -> dict[str, np.ndarray]:
-    """Numpy arrays for feature columns (computed and cached as needed).
-
-    Columns the dataset itself has (e.g. a `score` field) are read from it;
-    embeddings come back as L2-normalised float32 (n, d) matrices.
-    """
-    from thresher.features.registry import make
-    from thresher.features.store import FeatureStore
-
-    from thresher.features.base import Featurizer
-
-    columns = list(dict.fromkeys(columns))
-    out: dict[str, np.ndarray] = {}
-    store = store or FeatureStore(cache_dir)
-    sources = feature_sources()
-    wanted = [c for c in columns if isinstance(c, str)]
-    for col in columns:
-        if isinstance(col, Featurizer):  # a featurizer with params (e.g. dedup on chosen fields): all its columns
-            table = store.get(ds, _bound(col, ds, store), progress)
-            out.update({name: _as_numpy(table.column(name)) for name in table.column_names})
-            continue
-        if col in out:
-            continue
-        if col in ds.fields:
-            out[col] = _as_numpy(ds.column(col))
-            continue
-        if col not in sources:
-            raise UsageError(missing_column_message(col, ds.fields))
-        table = store.get(ds, _bound(make(sources[col]), ds, store), progress)
-        for name in table.column_names:
-            if name in wanted and name not in out:
-                out[name] = _as_numpy(table.column(name))
-    return out
-
-
-def _bound(featurizer, ds, store):
-    """A featurizer whose params depend on the pool (fields, "auto" options) made concrete."""
-    bind = getattr(featurizer, "bind", None)
-    return bind(ds, store) if callable(bind) else featurizer
-
-
-# score columns users ask for, the featurizer that computes each, and how slow it is
-_SCORE_HINTS = {"quality_score": "quality_score", "complexity": "complexity", "ifd": "lm", "ppl_response": "lm",
-                "response_words": "text", "response_tokens": "text", "tokens": "text", "lm_embedding": "lm_embed"}
-
-
-def missing_column_message(name: str, fields: Iterable[str]) -> str:
-    """Why `name` is not a column, the featurizer(s) that compute the likely
-    intended one, and the command to run."""
-    import difflib
-
-    from thresher.features.registry import FEATURIZERS, make
-
-    sources = feature_sources()
-    if name in sources:
-        return (f"no feature or field '{name}' given; it is computed by the featurizer '{sources[name]}': "
-                f"thresher featurize POOL --features {sources[name]} (thresher select / run compute it on "
-                f"demand); fields: {', '.join(fields) or '(none)'}")
-    parts = [f"unknown feature or field '{name}'"]
-    if name in FEATURIZERS:
-        cols = make(name).columns
-        parts.append(f"'{name}' is a featurizer (columns: {', '.join(cols)}), not a column")
-    guesses = difflib.get_close_matches(name, list(sources) + list(fields), n=3, cutoff=0.5)
-    if name in ("quality", "score", "deita_quality") and "quality_score" not in guesses:
-        guesses.insert(0, "quality_score")
-    for guess in guesses[:3]:
-        if guess in sources:
-            parts.append(f"did you mean '{guess}'? it is computed by the featurizer '{sources[guess]}': "
-                         f"thresher featurize POOL --features {sources[guess]}")
-        else:
-            parts.append(f"did you mean the field '{guess}'?")
-    hints = ", ".join(f"{col} ({feat})" for col, feat in _SCORE_HINTS.items())
-    parts.append(f"score columns and their featurizers: {hints}")
-    parts.append(f"fields: {', '.join(fields) or '(none)'}")
-    return "; ".join(parts)
-
-
-def _as_numpy(col) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks()
-    if pa.types.is_fixed_size_list(col.type):
-        from thresher.features.embeddings import from_arrow
-
-        emb = np.asarray(from_arrow(col), dtype=np.float32)
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return emb / np.where(norms == 0, 1, norms)
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_dictionary(col.type):
-        return np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
-    return col.to_numpy(zero_copy_only=False)
-
-
-def budget_rows(budget: Budget | int | None, pool_size: int, required: bool = True) -> int | None:
-    if budget is None:
-        if required:
-            raise UsageError("this selector needs a budget: --n, --fraction or --tokens")
-        return None
-    if isinstance(budget, (int, np.integer)):
-        return int(budget)
-    if budget.kind == "tokens":
-        return None
-    return min(budget.rows(pool_size), pool_size)
-
-
-def token_counts(features: dict[str, np.ndarray], budget: Budget | int | None) -> np.ndarray | None:
-    if isinstance(budget, Budget) and budget.kind == "tokens":
-        if "tokens" not in features:
-            raise UsageError("a token budget needs the 'tokens' feature")
-        return np.asarray(features["tokens"], dtype=np.float64)
-    return None
+from thresher.features.columns import feature_sources, load_features, missing_column_message  # noqa: F401
 
 
 def take_ranked(order: np.ndarray, budget: Budget | int | None, pool_size: int,
@@ -149,7 +25,7 @@ def take_ranked(order: np.ndarray, budget: Budget | int | None, pool_size: int,
     """The longest prefix of `order` that fits the budget (rows or tokens)."""
     if tokens is not None:
         return order[: int(np.searchsorted(np.cumsum(tokens[order]), budget.value, side="right"))]
-    n = budget_rows(budget, pool_size, required=False)
+    n = budget_rows(budget, pool_size, required=False, at_most_pool=True)
     return order if n is None else order[:n]
 
 
@@ -169,3 +45,84 @@ def not_selected(pool_size: int, kept: np.ndarray, reason: str) -> dict[str, np.
     mask[kept] = False
     rest = np.flatnonzero(mask)
     return {reason: rest} if len(rest) else {}
+
+
+def score_fields(score: str) -> list[str]:
+    """The field names of a score spec: "quality" or "complexity*quality"."""
+    parts = [p.strip() for p in score.split("*")] if isinstance(score, str) else []
+    if not parts or not all(parts):
+        raise UsageError(f"score must be a field name or a product of field names like "
+                         f"'complexity*quality', got {score!r}")
+    return parts
+
+
+def feature_vector(ds: Dataset, features: dict[str, np.ndarray] | None, name: str) -> np.ndarray:
+    """A per-row number from `features[name]`, else from the dataset's field; finite."""
+    if features is not None and name in features:
+        values = np.asarray(features[name], dtype=np.float64)
+        where = f"feature '{name}'"
+    else:
+        if not ds.has(name):
+            from thresher.features.columns import missing_column_message
+
+            raise UsageError(f"{ds.source.path}: {missing_column_message(name, ds.fields)}; "
+                             f"or pass features={{'{name}': array}}")
+        values = ds.numeric(name)
+        where = f"{ds.source.path}: field '{name}'"
+    if values.shape != (len(ds),):
+        raise UsageError(f"{where} must hold one number per row ({len(ds)}), got shape {values.shape}")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise UsageError(f"{where} has {len(bad)} missing or non-finite values (first at row {int(bad[0]) + 1}); "
+                         f"fill or filter them first")
+    return values
+
+
+def score_vector(ds: Dataset, features: dict[str, np.ndarray] | None, score: str) -> np.ndarray:
+    """The score per row: one field, or the product of several."""
+    out = np.ones(len(ds))
+    for name in score_fields(score):
+        out = out * feature_vector(ds, features, name)
+    return out
+
+
+def embedding_matrix(ds: Dataset, features: dict[str, np.ndarray] | None, name: str) -> np.ndarray:
+    """The (N, d) float32 embedding from `features[name]` or an embedding field of the dataset."""
+    if features is not None and name in features:
+        emb = np.asarray(features[name])
+    elif name in ds.fields:
+        from thresher.features.embeddings import from_arrow
+
+        emb = from_arrow(ds.column(name))
+    else:
+        raise UsageError(f"no embedding '{name}': compute it with `thresher featurize` (embedding feature) "
+                         f"or pass features={{'{name}': array of shape (rows, dims)}}")
+    if emb.ndim != 2 or len(emb) != len(ds):
+        raise UsageError(f"embedding '{name}' must have shape ({len(ds)}, dims), got {emb.shape}")
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def token_counts(ds: Dataset, features: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Per-row token counts (feature or field `tokens`); non-negative."""
+    tokens = feature_vector(ds, features, "tokens")
+    if (tokens < 0).any():
+        raise UsageError(f"token counts must be non-negative (row {int(np.argmax(tokens < 0)) + 1})")
+    return tokens
+
+
+def budget_limits(budget: int | Budget | None, ds: Dataset, features: dict[str, np.ndarray] | None
+                  ) -> tuple[int | None, np.ndarray | None, float | None]:
+    """(max_rows, tokens, max_tokens) of a row/fraction or token budget (None: no limit)."""
+    if budget is None:
+        return None, None, None
+    if is_token_budget(budget):
+        return None, token_counts(ds, features), float(budget.value)
+    return budget_rows(budget, len(ds)), None, None
+
+
+def max_keepable(n: int, max_rows: int | None, tokens: np.ndarray | None, max_tokens: float | None) -> int:
+    """An upper bound on how many rows a budget can hold (sizes the kept buffer)."""
+    cap = n if max_rows is None else min(n, int(max_rows))
+    if max_tokens is not None and tokens is not None:
+        cap = min(cap, int(np.searchsorted(np.cumsum(np.sort(tokens)), max_tokens, side="right")))
+    return cap

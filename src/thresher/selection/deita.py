@@ -19,8 +19,9 @@ survivors only. A similarity that lands within float32 rounding of the
 threshold is recomputed exactly as the loop computes it, so rounding
 differences between matrix kernels never change a decision.
 
-The shared input helpers at the end (score / embedding / token lookups,
-budgets) are used by the other selectors of this package too.
+The walk holds one idea: score order plus a redundancy test. The inputs it
+reads (scores, embeddings, token counts, budgets) come from
+`thresher.selection.base`, which the other selectors share.
 """
 from __future__ import annotations
 
@@ -35,8 +36,9 @@ from thresher.core.budget import Budget
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
-from thresher.sampling._common import Design, budget_rows, check_field_name, check_number, check_random_state
-from thresher.selection.base import deterministic
+from thresher.sampling._common import Design, check_field_name, check_number, check_random_state
+from thresher.selection.base import (budget_limits, deterministic, embedding_matrix, max_keepable,  # noqa: F401
+                                     score_fields, score_vector)
 
 _EPS32 = 2.0 ** -24
 _SCREEN_DIMS = 32
@@ -164,14 +166,6 @@ def deita_select(embeddings: np.ndarray, scores: np.ndarray, threshold: float = 
             break
         walk.block(order[start:start + block_size])
     return walk.result(order)
-
-
-def max_keepable(n: int, max_rows: int | None, tokens: np.ndarray | None, max_tokens: float | None) -> int:
-    """An upper bound on how many rows a budget can hold (sizes the kept buffer)."""
-    cap = n if max_rows is None else min(n, int(max_rows))
-    if max_tokens is not None and tokens is not None:
-        cap = min(cap, int(np.searchsorted(np.cumsum(np.sort(tokens)), max_tokens, side="right")))
-    return cap
 
 
 class _Walk:
@@ -379,77 +373,3 @@ def _threadpool_controller() -> Any:
     except ImportError:
         return None
     return ThreadpoolController()
-
-
-# -- inputs shared by the selectors ------------------------------------------
-def score_fields(score: str) -> list[str]:
-    """The field names of a score spec: "quality" or "complexity*quality"."""
-    parts = [p.strip() for p in score.split("*")] if isinstance(score, str) else []
-    if not parts or not all(parts):
-        raise UsageError(f"score must be a field name or a product of field names like "
-                         f"'complexity*quality', got {score!r}")
-    return parts
-
-
-def feature_vector(ds: Dataset, features: dict[str, np.ndarray] | None, name: str) -> np.ndarray:
-    """A per-row number from `features[name]`, else from the dataset's field; finite."""
-    if features is not None and name in features:
-        values = np.asarray(features[name], dtype=np.float64)
-        where = f"feature '{name}'"
-    else:
-        if not ds.has(name):
-            from thresher.selection.base import missing_column_message
-
-            raise UsageError(f"{ds.source.path}: {missing_column_message(name, ds.fields)}; "
-                             f"or pass features={{'{name}': array}}")
-        values = ds.numeric(name)
-        where = f"{ds.source.path}: field '{name}'"
-    if values.shape != (len(ds),):
-        raise UsageError(f"{where} must hold one number per row ({len(ds)}), got shape {values.shape}")
-    bad = np.flatnonzero(~np.isfinite(values))
-    if len(bad):
-        raise UsageError(f"{where} has {len(bad)} missing or non-finite values (first at row {int(bad[0]) + 1}); "
-                         f"fill or filter them first")
-    return values
-
-
-def score_vector(ds: Dataset, features: dict[str, np.ndarray] | None, score: str) -> np.ndarray:
-    """The score per row: one field, or the product of several."""
-    out = np.ones(len(ds))
-    for name in score_fields(score):
-        out = out * feature_vector(ds, features, name)
-    return out
-
-
-def embedding_matrix(ds: Dataset, features: dict[str, np.ndarray] | None, name: str) -> np.ndarray:
-    """The (N, d) float32 embedding from `features[name]` or an embedding field of the dataset."""
-    if features is not None and name in features:
-        emb = np.asarray(features[name])
-    elif name in ds.fields:
-        from thresher.features.embeddings import from_arrow
-
-        emb = from_arrow(ds.column(name))
-    else:
-        raise UsageError(f"no embedding '{name}': compute it with `thresher featurize` (embedding feature) "
-                         f"or pass features={{'{name}': array of shape (rows, dims)}}")
-    if emb.ndim != 2 or len(emb) != len(ds):
-        raise UsageError(f"embedding '{name}' must have shape ({len(ds)}, dims), got {emb.shape}")
-    return np.ascontiguousarray(emb, dtype=np.float32)
-
-
-def token_counts(ds: Dataset, features: dict[str, np.ndarray] | None) -> np.ndarray:
-    """Per-row token counts (feature or field `tokens`); non-negative."""
-    tokens = feature_vector(ds, features, "tokens")
-    if (tokens < 0).any():
-        raise UsageError(f"token counts must be non-negative (row {int(np.argmax(tokens < 0)) + 1})")
-    return tokens
-
-
-def budget_limits(budget: int | Budget | None, ds: Dataset, features: dict[str, np.ndarray] | None
-                  ) -> tuple[int | None, np.ndarray | None, float | None]:
-    """(max_rows, tokens, max_tokens) of a row/fraction or token budget (None: no limit)."""
-    if budget is None:
-        return None, None, None
-    if isinstance(budget, Budget) and budget.kind == "tokens":
-        return None, token_counts(ds, features), float(budget.value)
-    return budget_rows(budget, len(ds)), None, None

@@ -16,7 +16,8 @@ import numpy as np
 
 from thresher.core.budget import Budget
 from thresher.errors import UsageError
-from thresher.selection.base import budget_rows, deterministic, take_ranked, token_counts
+from thresher.core.budget import budget_rows, is_token_budget
+from thresher.selection.base import deterministic, take_ranked, token_counts
 
 
 def _ifd_candidates(ifd: np.ndarray, max_ifd: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -54,7 +55,8 @@ class IFDSelector:
         features = features or {}
         n = len(ds)
         order, removed = _ifd_candidates(features["ifd"], self.max_ifd)
-        kept = take_ranked(order, budget, n, token_counts(features, budget))
+        tokens = token_counts(ds, features) if is_token_budget(budget) else None
+        kept = take_ranked(order, budget, n, tokens)
         if len(kept) < len(order):
             removed["below the budget's IFD cut"] = np.setdiff1d(order, kept)
         return deterministic(kept, method="ifd", params={"max_ifd": self.max_ifd}, seed=seed, pool_size=n,
@@ -87,8 +89,8 @@ class SuperfilterSelector:
         top = order[: max(1, int(round(self.top_fraction * n)))]
         if len(top) < len(order):
             removed[f"outside the top {self.top_fraction:.0%} by IFD"] = order[len(top):]
-        tokens = token_counts(features, budget)
-        k = budget_rows(budget, n, required=tokens is None)
+        tokens = token_counts(ds, features) if is_token_budget(budget) else None
+        k = budget_rows(budget, n, required=tokens is None, at_most_pool=True)
         if k is not None and k > len(top):
             raise UsageError(f"superfilter: budget {k} exceeds the {len(top)} rows in the top "
                              f"{self.top_fraction:.0%} by IFD; raise top_fraction")

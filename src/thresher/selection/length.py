@@ -22,8 +22,7 @@ from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.sampling._common import Design, check_choice, check_field_name, check_random_state
-from thresher.selection.base import deterministic
-from thresher.selection.deita import budget_limits, feature_vector
+from thresher.selection.base import budget_limits, deterministic, feature_vector
 
 ORDERS = ("longest", "shortest")
 FILLS = ("prefix", "skip")

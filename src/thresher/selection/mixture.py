@@ -24,15 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from thresher.core.budget import Budget
+from thresher.core.budget import Budget, budget_rows, is_token_budget
 from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
-from thresher.sampling._common import (Design, budget_rows, check_field_name, check_number, check_random_state,
+from thresher.sampling._common import (Design, check_field_name, check_number, check_random_state,
                                        grouped_order)
 from thresher.sampling.allocation import largest_remainder, water_fill
 from thresher.sampling.strata import strata
-from thresher.selection.deita import token_counts
+from thresher.selection.base import token_counts
 
 PROPORTIONS = ("proportional", "equal", "temperature")
 _REFILL_ROUNDS = 4
@@ -102,7 +102,7 @@ class MixtureSelector(Design):
         codes, labels = self._tasks(ds, features)
         sizes = np.bincount(codes, minlength=len(labels))
         weights = mixture_weights(sizes, labels, self.proportions, float(self.temperature))
-        tokens = token_counts(ds, features) if _is_tokens(budget) else None
+        tokens = token_counts(ds, features) if is_token_budget(budget) else None
         have = sizes.astype(np.float64) if tokens is None else np.bincount(codes, tokens, len(labels))
         total = float(budget.value) if tokens is not None else budget_rows(budget, len(ds))
         upper = np.floor(np.minimum(have, cap_vector(self.caps, labels)))
@@ -281,10 +281,6 @@ def _resolve_within(within: Any, random_state: Any) -> Any:
         return cls(**params)
     except TypeError as err:
         raise UsageError(f"within {name!r}: {err}") from None
-
-
-def _is_tokens(budget: int | Budget) -> bool:
-    return isinstance(budget, Budget) and budget.kind == "tokens"
 
 
 def _check_mapping(name: str, mapping: dict, integer: bool) -> None:

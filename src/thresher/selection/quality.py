@@ -91,7 +91,7 @@ class QualityFilter:
         if self.fields is None:
             return names
         from thresher.features.fields import OnFields
-        from thresher.selection.base import feature_sources
+        from thresher.features.columns import feature_sources
 
         sources = feature_sources()
         targeted = sorted({sources[n] for n in names if sources.get(n) in ("text", "quality")})

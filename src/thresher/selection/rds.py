@@ -28,8 +28,7 @@ from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.sampling._common import Design, check_field_name, check_random_state
-from thresher.selection.base import deterministic
-from thresher.selection.deita import budget_limits, embedding_matrix, max_keepable
+from thresher.selection.base import budget_limits, deterministic, embedding_matrix, max_keepable
 
 _BLOCK_CELLS = 1 << 24  # (target rows x pool rows) similarities per product: 64 MB of float32
 

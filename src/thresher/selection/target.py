@@ -39,8 +39,7 @@ from thresher.errors import UsageError
 from thresher.features._hashing import as_string_array, fmix64, hash_spans, normalize_buffers, tokenize
 from thresher.sampling._common import (Design, check_choice, check_field_name, check_int, check_number,
                                        check_random_state)
-from thresher.selection.base import deterministic
-from thresher.selection.deita import budget_limits, embedding_matrix
+from thresher.selection.base import budget_limits, deterministic, embedding_matrix
 
 METHODS = ("dsir", "embedding")
 _EMBEDDING_COLUMNS = {"static": "embedding", "minilm": "embedding_minilm"}  # as thresher.features.registry

@@ -366,11 +366,11 @@ class ArmData:
         return np.asarray(result.selection.indices, np.int64)
 
     def _read_file(self, arm: Arm) -> Drawn:
-        from thresher.api import read
         from thresher.data.manifest import load_manifest, manifest_path
+        from thresher.data.readers import read_dataset
         from thresher.train.examples import Examples
 
-        ds = read(arm.path)
+        ds = read_dataset(arm.path).dataset
         ids = [str(i) for i in ds.ids]
         man = manifest_path(Path(arm.path))
         if man.is_file():

@@ -56,7 +56,7 @@ def fine_tune_hf(train: Examples, eval: Examples | None = None, config: Any = No
     import torch
 
     from thresher.models import load_causal_lm, resolve_dtype, torch_threads
-    from thresher.train.lora import TrainConfig, TrainResult, _wrap_lora, plan_batches, sample_weights
+    from thresher.train.plan import TrainConfig, TrainResult, plan_batches, sample_weights, wrap_lora
 
     config = TrainConfig(engine="hf") if config is None else config
     if len(train) == 0:
@@ -79,7 +79,7 @@ def fine_tune_hf(train: Examples, eval: Examples | None = None, config: Any = No
     total = len(plan_batches(enc.lengths, rows, config, make_rng(config.seed)))
     with _global_rng_kept(), torch_threads(config.threads), tempfile.TemporaryDirectory() as out:
         torch.manual_seed(config.seed)
-        peft_model = _wrap_lora(model, config)
+        peft_model = wrap_lora(model, config)
         with warnings.catch_warnings():  # the Trainer still asks for the deprecated `is_gradient_checkpointing`
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             trainer = build_trainer(peft_model, tokenizer, enc, weights, config, out, eval_enc=eval_enc, dtype=dtype,
@@ -157,7 +157,7 @@ class _RunState:
     def log(self) -> None:
         eval_loss = None
         if self.eval_enc is not None:
-            from thresher.train.metrics import encoded_loss
+            from thresher.train.loss import encoded_loss
 
             eval_loss = encoded_loss(self.model, self.eval_enc, self.pad_id, self.cfg.eval_batch_size,
                                      self.dtype)["loss"]
@@ -226,8 +226,7 @@ def _trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             import torch
 
-            from thresher.train.lora import weighted_loss
-            from thresher.train.metrics import token_nll
+            from thresher.train.loss import token_nll, weighted_loss
 
             ids, mask, labels = inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
             with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.bf16_autocast):
@@ -265,7 +264,8 @@ def build_trainer(peft_model: Any, tokenizer: Any, enc: Encoded, weights: np.nda
     from datasets import Dataset
     from transformers import PrinterCallback, TrainingArguments
 
-    from thresher.train.lora import lr_factor, pad_id_of, plan_batches
+    from thresher.train.loss import pad_id_of
+    from thresher.train.plan import lr_factor, plan_batches
 
     rows = np.flatnonzero(np.asarray(weights) > 0)
     if rows.size == 0:

@@ -20,110 +20,21 @@ from typing import Any, Sequence
 import numpy as np
 
 from thresher.errors import UsageError
-from thresher.train.examples import IGNORE_INDEX, Encoded, Examples, encode, pad_batch, template_parts
-
-# Model types whose logits are exactly lm_head(last hidden state): the head then
-# runs only where a loss is taken (skips prompt, template and padding positions).
-_PLAIN_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
-_HEAD_CHUNK = 1024  # positions per head chunk without grad (bounds logits memory)
+from thresher.train.examples import IGNORE_INDEX, Examples, encode, template_parts
+from thresher.train.loss import encoded_loss, pad_id_of, row_nll, token_nll  # noqa: F401 (re-export)
+from thresher.train.scoring import detect_label_set  # noqa: F401 (re-export)
 
 
 # ------------------------------------------------------------------ losses
-def token_nll(model: Any, ids, mask, labels):
-    """(NLL sum, learned-token count) per row of a padded batch, as torch tensors.
-    Differentiable when grad is enabled."""
-    import torch
-    import torch.nn.functional as F
-
-    target = labels[:, 1:]
-    sel = target != IGNORE_INDEX
-    head = _plain_head(model)
-    if head is not None:
-        decoder, lm_head = head
-        hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state[:, :-1][sel]
-        if torch.is_grad_enabled():
-            nll = F.cross_entropy(lm_head(hidden).float(), target[sel], reduction="none")
-        else:
-            tgt = target[sel]
-            nll = torch.cat([F.cross_entropy(lm_head(hidden[i:i + _HEAD_CHUNK]).float(), tgt[i:i + _HEAD_CHUNK],
-                                             reduction="none") for i in range(0, tgt.numel(), _HEAD_CHUNK)]
-                            or [hidden.new_zeros(0)])
-    else:
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][sel]
-        nll = F.cross_entropy(logits.float(), target[sel], reduction="none")
-    rows = sel.nonzero()[:, 0]
-    sums = torch.zeros(ids.shape[0], dtype=nll.dtype, device=nll.device).index_add(0, rows, nll)
-    return sums, sel.sum(dim=1)
-
-
-def _plain_head(model: Any):
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    cfg = getattr(base, "config", None)
-    if getattr(cfg, "model_type", None) not in _PLAIN_HEAD_TYPES:
-        return None
-    if not (hasattr(base, "model") and hasattr(base, "lm_head")) or getattr(cfg, "final_logit_softcapping", None):
-        return None
-    return base.model, base.lm_head
-
-
-def row_nll(model: Any, enc: Encoded, pad_id: int, batch_size: int = 16, dtype: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Per-row NLL sums and learned-token counts, batched by length, without grad."""
-    import torch
-
-    from thresher.models import resolve_dtype
-
-    device = next(model.parameters()).device
-    use_bf16 = resolve_dtype(dtype, device.type) == "bfloat16"
-    sums, counts = np.zeros(len(enc)), np.zeros(len(enc), np.int64)
-    order = np.argsort(enc.lengths, kind="stable")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            for i in range(0, order.size, batch_size):
-                rows = order[i:i + batch_size]
-                ids, mask, labels = (torch.from_numpy(a).to(device) for a in pad_batch(enc, rows, pad_id))
-                s, c = token_nll(model, ids, mask, labels)
-                sums[rows], counts[rows] = s.double().cpu().numpy(), c.cpu().numpy()
-    finally:
-        model.train(was_training)
-    return sums, counts
-
-
-def encoded_loss(model: Any, enc: Encoded, pad_id: int, batch_size: int = 16, dtype: str = "auto") -> dict:
-    """{"loss", "perplexity", "tokens"} over encoded rows (token-weighted mean)."""
-    if len(enc) == 0:
-        raise UsageError("no rows to evaluate")
-    sums, counts = row_nll(model, enc, pad_id, batch_size, dtype)
-    loss = float(sums.sum() / counts.sum())
-    return {"loss": loss, "perplexity": float(np.exp(loss)), "tokens": int(counts.sum())}
-
-
 def response_loss(model: Any, tokenizer: Any, examples: Examples, template: str | None = None, max_length: int = 256,
                   batch_size: int = 16, dtype: str = "auto") -> dict:
     """{"loss", "perplexity", "tokens"}: token-weighted mean NLL over the
     response (+ end-of-turn) tokens of `examples`."""
-    from thresher.train.lora import pad_id_of
-
     enc = encode(tokenizer, examples, template, max_length)
     return encoded_loss(model, enc, pad_id_of(tokenizer), batch_size, dtype)
 
 
 # ------------------------------------------------------------------ labels
-def detect_label_set(responses: Sequence[str], max_labels: int = 10, min_coverage: float = 0.95,
-                     max_chars: int = 40, max_words: int = 5) -> list[str] | None:
-    """The sorted label set when the responses look like classification labels:
-    at most `max_labels` short answers (each seen at least twice, at most
-    `max_words` words / `max_chars` characters) covering `min_coverage` of the
-    rows, and at least two of them. None for free text."""
-    values = [("" if r is None else str(r)).strip() for r in responses]
-    if len(values) < 4:
-        return None
-    top = [(v, c) for v, c in Counter(values).most_common(max_labels) if c >= 2 and v]
-    top = [(v, c) for v, c in top if len(v) <= max_chars and len(v.split()) <= max_words]
-    if len(top) < 2 or sum(c for _, c in top) < min_coverage * len(values):
-        return None
-    return sorted(v for v, _ in top)
 
 
 def label_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], label_set: Sequence[str],
@@ -132,8 +43,6 @@ def label_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], label_set
     """(n, C) log P(label | prompt), normalized over `label_set` (log-softmax
     per row). Sums the label's tokens, plus the end-of-turn tokens when `with_end`."""
     from scipy.special import logsumexp
-
-    from thresher.train.lora import pad_id_of
 
     labels = [str(x) for x in label_set]
     if len(labels) < 2 or len(set(labels)) != len(labels):
@@ -209,8 +118,6 @@ def generate_responses(model: Any, tokenizer: Any, prompts: Sequence[str], templ
              max_new_tokens: int = 32, batch_size: int = 16, max_length: int = 256) -> list[str]:
     """Greedy completions of the prompts in the template (left-padded batches)."""
     import torch
-
-    from thresher.train.lora import pad_id_of
 
     parts = template_parts(tokenizer, template)
     enc = encode(tokenizer, Examples(list(prompts), [""] * len(prompts)), template, max_length)

@@ -13,6 +13,7 @@ sees the same prompt tokens.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from thresher.errors import UsageError
 from thresher.train.examples import Examples, encode, encode_prompts, prompt_room, split_room, template_parts
+from thresher.train.loss import pad_id_of, row_nll
 
 
 @dataclass
@@ -40,13 +42,27 @@ class RowScores:
         return np.flatnonzero([t is not None for t in self.truth])
 
 
+def detect_label_set(responses: Sequence[str], max_labels: int = 10, min_coverage: float = 0.95,
+                     max_chars: int = 40, max_words: int = 5) -> list[str] | None:
+    """The sorted label set when the responses look like classification labels:
+    at most `max_labels` short answers (each seen at least twice, at most
+    `max_words` words / `max_chars` characters) covering `min_coverage` of the
+    rows, and at least two of them. None for free text."""
+    values = [("" if r is None else str(r)).strip() for r in responses]
+    if len(values) < 4:
+        return None
+    top = [(v, c) for v, c in Counter(values).most_common(max_labels) if c >= 2 and v]
+    top = [(v, c) for v, c in top if len(v) <= max_chars and len(v.split()) <= max_words]
+    if len(top) < 2 or sum(c for _, c in top) < min_coverage * len(values):
+        return None
+    return sorted(v for v, _ in top)
+
+
 def row_label_sets(examples: Examples, label_set: Sequence[str] | str | None = "auto") -> list[list[str] | None]:
     """Each row's candidate labels. A given `label_set` applies to every row;
     "auto" detects one per task (`examples.tasks`) when every task has its own
     label-like answers, else one for all rows; rows whose answer is not a
     label of their set get None (they are free text)."""
-    from thresher.train.metrics import detect_label_set
-
     n = len(examples)
     truth = [r.strip() for r in examples.responses]
     if label_set is None:
@@ -67,8 +83,6 @@ def row_label_sets(examples: Examples, label_set: Sequence[str] | str | None = "
 
 
 def _per_task_sets(examples: Examples, truth: list[str]) -> dict | None:
-    from thresher.train.metrics import detect_label_set
-
     by_task: dict[str, list[str]] = {}
     for task, answer in zip(examples.tasks, truth):
         by_task.setdefault(task, []).append(answer)
@@ -81,9 +95,6 @@ def score_rows(model: Any, tokenizer: Any, examples: Examples, row_labels: list[
                template: str | None = None, max_length: int = 256, batch_size: int = 16,
                dtype: str = "auto") -> RowScores:
     """`RowScores` of `examples` (see the module docstring)."""
-    from thresher.train.lora import pad_id_of
-    from thresher.train.metrics import row_nll
-
     n = len(examples)
     truth = [r.strip() for r in examples.responses]
     is_label = np.array([labs is not None and t in labs for t, labs in zip(truth, row_labels)], bool)
@@ -132,8 +143,6 @@ class _LabelScorer:
 
     def __init__(self, model: Any, tokenizer: Any, template: str | None, max_length: int, dtype: str):
         from thresher.models import resolve_dtype
-        from thresher.train.lora import pad_id_of
-
         self.model, self.tokenizer = model, tokenizer
         self.parts = template_parts(tokenizer, template)
         self.room = prompt_room(self.parts, max_length)

@@ -1,0 +1,154 @@
+"""The Ray executor: row featurizers through Ray Data `map_batches`, global
+near-duplicate clusters through `ray_dedup`.
+
+Each FeatureStore part becomes one Ray Data block and comes back in part
+order (`preserve_order`), so the store writes a part as soon as it is done
+and a killed job resumes at the first missing part. A featurizer that loads
+a model runs in an actor pool (one model load per worker, a GPU per actor
+when the cluster has GPUs); the others run as plain tasks. Worker deaths are
+retried by Ray (Ray Data's default for system failures; a featurizer that
+raises fails the job at once); the features are the same bytes as the local executor's.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.errors import UsageError
+from thresher.features.base import Featurizer, checked_table
+from thresher.features.execution import Parts
+
+log = logging.getLogger(__name__)
+
+PART = "__thresher_part"
+INSTALL_HINT = "the ray executor needs Ray: pip install 'thresher[ray]'"
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str | None = None, num_cpus: int | None = None):
+    """The `ray` module, initialised: joined to `address` (or `$RAY_ADDRESS`),
+    else a local Ray started here (no dashboard, usage stats off). An already
+    initialised Ray is reused."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # the core worker's C++ notices, not ours
+    ray = _import_ray()
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    return ray
+
+
+class RayExecutor:
+    """Runs featurizers on a Ray cluster (joined or started on first use)."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, block_rows: int | None = None):
+        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
+            raise UsageError(f"executor ray: num_cpus must be a positive integer, got {num_cpus!r}")
+        if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int)
+                                       or block_rows < 1):
+            raise UsageError(f"executor ray: block_rows must be a positive integer, got {block_rows!r}")
+        self.address, self.num_cpus, self.block_rows = address, num_cpus, block_rows
+        self._ray = None
+
+    @property
+    def ray(self):
+        if self._ray is None:
+            self._ray = connect(self.address, self.num_cpus)
+        return self._ray
+
+    def cluster(self) -> dict[str, float]:
+        resources = self.ray.cluster_resources()
+        return {"cpus": float(resources.get("CPU", 0)), "gpus": float(resources.get("GPU", 0)),
+                "nodes": len([n for n in self.ray.nodes() if n.get("Alive")])}
+
+    # -- row featurizers -----------------------------------------------------
+    def map_parts(self, featurizer: Featurizer, parts: Parts) -> Iterator[tuple[int, pa.Table]]:
+        parts = list(parts)
+        sizes = {i: batch.num_rows for i, batch in parts}
+        blocks = [batch.append_column(PART, pa.array(np.full(batch.num_rows, i, np.int64)))
+                  for i, batch in parts if batch.num_rows]
+        for i in [i for i, n in sizes.items() if n == 0]:  # nothing to send: the typed empty part here
+            yield i, checked_table(featurizer, featurizer.compute(dict(parts)[i]), 0)
+        if not blocks:
+            return
+        out = self.ray.data.from_arrow(blocks).map_batches(
+            **self._udf(featurizer), batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
+        yield from _regroup(out.iter_batches(batch_format="pyarrow", batch_size=None), sizes)
+
+    def _udf(self, featurizer: Featurizer) -> dict[str, Any]:
+        if not featurizer.loads_model:
+            return {"fn": _compute_block, "fn_kwargs": {"featurizer": featurizer}}
+        cluster = self.cluster()
+        gpus = 1 if cluster["gpus"] >= 1 else 0
+        actors = max(1, int(cluster["gpus"] if gpus else cluster["cpus"]))
+        return {"fn": _FeaturizerActor, "fn_constructor_kwargs": {"featurizer": featurizer},
+                "compute": self.ray.data.ActorPoolStrategy(min_size=1, max_size=actors), "num_gpus": gpus}
+
+    # -- global near-duplicate clusters ---------------------------------------
+    def near_duplicate_clusters(self, texts: pa.Array, **params: Any) -> np.ndarray:
+        from thresher.pipeline.executors.ray_dedup import near_duplicate_clusters_ray
+
+        result = near_duplicate_clusters_ray(self.ray, texts, block_rows=self.block_rows,
+                                             cpus=self.cluster()["cpus"], **params)
+        log.info("near-dup on ray: %s", result.stats)
+        return result.dup_cluster
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "address": self.address or os.environ.get("RAY_ADDRESS") or "local",
+                **self.cluster()}
+
+
+def _compute_block(block: pa.Table, featurizer: Featurizer) -> pa.Table:
+    """One part's features, carrying the part number along."""
+    out = featurizer(block.drop_columns([PART]))
+    return out.append_column(PART, block.column(PART))
+
+
+class _FeaturizerActor:
+    """A featurizer that keeps its model loaded between blocks (the model caches are per process)."""
+
+    def __init__(self, featurizer: Featurizer):
+        self.featurizer = featurizer
+
+    def __call__(self, block: pa.Table) -> pa.Table:
+        return _compute_block(block, self.featurizer)
+
+
+def _regroup(batches, sizes: dict[int, int]) -> Iterator[tuple[int, pa.Table]]:
+    """(part, table) as each part's rows are all in; batches arrive in part order."""
+    pending: dict[int, list[pa.Table]] = {}
+    have: dict[int, int] = {}
+    for batch in batches:
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        part_col = table.column(PART).to_numpy()
+        for i in np.unique(part_col):
+            piece = table.filter(pa.array(part_col == i)).drop_columns([PART])
+            i = int(i)
+            pending.setdefault(i, []).append(piece)
+            have[i] = have.get(i, 0) + piece.num_rows
+            if have[i] == sizes[i]:
+                yield i, pa.concat_tables(pending.pop(i)).combine_chunks()
+    if pending:
+        raise UsageError(f"ray returned incomplete feature parts {sorted(pending)}")
