@@ -7,10 +7,11 @@ read the JSONL pool, featurize `text`, `quality`, `near_dup` (row featurizers
 as Ray Data tasks, global MinHash-LSH on Ray tasks), then the steps
 `dedup: {kind: near}` -> `sample: {design: stratified, by: [category], n: 10%}`
 on the driver. The parent polls every process of the job (the driver, and
-with Ray its raylet, GCS and workers) with psutil every 0.2 s and prints:
-wall time per stage, the driver's peak RSS, the largest Ray worker's peak RSS,
-and the peak of the summed RSS (this over-counts Ray's shared-memory object
-store, which every process that maps it reports). It checks that both
+with Ray its raylet, GCS and workers) with psutil every 0.3 s and prints:
+wall time per stage, the driver's peak RSS and PSS, the largest other
+process's peak PSS, and the peak of the job's summed PSS (RSS over-counts
+Ray's shared-memory object store, which every process that touched it
+reports; PSS splits shared pages among the processes that map them). It checks that both
 executors select the same ids (a sha256 of them) and prints per-row costs,
 the inputs of the 100M-row projection in bench/RESULTS.md.
 """
@@ -73,27 +74,32 @@ def _descendants(proc):
 
 
 def watch(pid: int, stop: threading.Event, out: dict) -> None:
-    """Peak RSS per process and of their sum, over the job's process tree (incl. Ray's)."""
+    """Peak memory over the job's process tree (incl. Ray's): per process RSS
+    (counts the shared object-store pages it touched) and PSS (shared pages
+    split among the processes that map them, so the PSS sum is the job's real
+    footprint)."""
     import psutil
 
     root = psutil.Process(pid)
-    peak: dict[int, tuple[str, int]] = {}
-    top_sum = 0
+    peak_rss: dict[int, int] = {}
+    peak_pss: dict[int, int] = {}
+    top_pss_sum = 0
     while not stop.is_set():
         total = 0
         for p in _descendants(root):
             try:
-                rss, name = p.memory_info().rss, " ".join(p.cmdline()[:2])[:60]
+                mem = p.memory_full_info()
             except Exception:
                 continue
-            total += rss
-            if rss > peak.get(p.pid, ("", 0))[1]:
-                peak[p.pid] = (name, rss)
-        top_sum = max(top_sum, total)
-        time.sleep(0.2)
-    others = [rss for p, (name, rss) in peak.items() if p != pid]
-    out.update(sum_peak_gib=top_sum / 2**30, largest_other_gib=max(others, default=0) / 2**30,
-               processes=len(peak))
+            total += mem.pss
+            peak_rss[p.pid] = max(peak_rss.get(p.pid, 0), mem.rss)
+            peak_pss[p.pid] = max(peak_pss.get(p.pid, 0), mem.pss)
+        top_pss_sum = max(top_pss_sum, total)
+        time.sleep(0.3)
+    others = [v for p, v in peak_pss.items() if p != pid]
+    out.update(pss_sum_peak_gib=top_pss_sum / 2**30, driver_pss_peak_gib=peak_pss.get(pid, 0) / 2**30,
+               driver_rss_peak_gib=peak_rss.get(pid, 0) / 2**30,
+               largest_other_pss_gib=max(others, default=0) / 2**30, processes=len(peak_pss))
 
 
 def run_one(pool: Path, executor: str, num_cpus: int) -> dict:
@@ -116,12 +122,14 @@ def report(rows: int, results: list[dict]) -> None:
     print(f"\n== {rows:,} rows ==")
     for r in results:
         if "error" in r:
-            print(f"{r['executor']:6s} FAILED ({r['error']}) after {r['wall_s']:.0f} s; sum peak {r.get('sum_peak_gib', 0):.2f} GiB")
+            print(f"{r['executor']:6s} FAILED ({r['error']}) after {r['wall_s']:.0f} s; "
+                  f"PSS sum peak {r.get('pss_sum_peak_gib', 0):.2f} GiB")
             continue
         stages = "  ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items())
         print(f"{r['executor']:6s} wall {r['wall_s']:7.1f} s | {stages}")
-        print(f"       driver peak {r['driver_peak_gib']:.2f} GiB, largest other process {r['largest_other_gib']:.2f} GiB, "
-              f"summed RSS peak {r['sum_peak_gib']:.2f} GiB over {r['processes']} processes; "
+        print(f"       driver peak RSS {r['driver_rss_peak_gib']:.2f} GiB / PSS {r['driver_pss_peak_gib']:.2f} GiB, "
+              f"largest other process PSS {r['largest_other_pss_gib']:.2f} GiB, job total (PSS sum) peak "
+              f"{r['pss_sum_peak_gib']:.2f} GiB over {r['processes']} processes; "
               f"selected {r['selected']:,} ids sha256 {r['ids_sha256']}")
         feat = r["stages"]["featurize"]
         print(f"       featurize {feat / rows * 1e6:.1f} µs/row = {rows / feat:,.0f} rows/s; "

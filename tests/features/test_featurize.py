@@ -63,6 +63,22 @@ def test_near_dup_clusters(tmp_path):
     assert cl == [0, 0, 2]
 
 
+def test_near_dup_past_32_bit_string_offsets_joins_as_large_string(tmp_path, monkeypatch):
+    """Over 2 GiB of prompt + response text (a 5M-row pool) overflowed `string`
+    offsets when joined; past the limit the join is `large_string`, same clusters."""
+    base = "the quick brown fox jumps over the lazy dog and runs far away into the green forest today"
+    rows = [{"instruction": base, "output": "ok"}, {"instruction": base + " now", "output": "ok"},
+            {"instruction": "an entirely different request about cooking pasta with tomato sauce", "output": "ok"}]
+    pool = Dataset.from_records(rows)
+    batch = pa.table({"prompt": pool.column("prompt"), "response": pool.column("response")})
+    assert registry.field_texts(batch, "both").type == pa.string()
+    monkeypatch.setattr(registry, "STRING_OFFSET_LIMIT", 64)
+    joined = registry.field_texts(batch, "both")
+    assert joined.type == pa.large_string() and joined.to_pylist()[0] == base + "\n\nok"
+    cl = featurize(pool, ["near_dup"], cache_dir=tmp_path).column("dup_cluster").to_pylist()
+    assert cl == [0, 0, 2]
+
+
 def test_dependencies_are_cached_but_only_requested_columns_returned(ds, tmp_path, monkeypatch):
     from tests.features.test_clusters import FakeEmbedding
 

@@ -15,18 +15,23 @@ they come up short, the (bounded) set of every output the operations can
 produce is enumerated, so "only 2 distinct variants exist" is a fact, not a
 guess. Randomness comes from a generator seeded by (seed, key), so a text's
 outputs do not depend on what else is augmented or in which order.
+
+This module is the augmenter (what to edit, how many words, which variants);
+splitting a text into words and the edits themselves are
+`thresher.balance.words` (re-exported here).
 """
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
-from itertools import chain, combinations, islice, product
+from itertools import combinations, islice, product
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from thresher.balance.words import (delete_words, insert_word, pattern_for, protected_spans,  # noqa: F401
+                                    render, replace_words, split_text, swap_words, tokenize)
 from thresher.errors import UsageError
 
 OPS = ("sr", "ri", "rs", "rd")
@@ -42,76 +47,7 @@ down in out on off over under again further then once here there when where why 
 few more most other some such no nor not only own same so than too very s t can will just don should now
 """.split())
 
-_PROTECTED = (
-    r"(?s:```.*?(?:```|\Z))",  # fenced code (an unclosed fence runs to the end)
-    r"`[^`\n]+`",  # inline code
-    r"(?:https?|ftp)://\S+|www\.\S+",  # URLs
-    r"<[^<>\n]+>",  # tags
-    r"\{[^{}\n]*\}",  # template placeholders
-)
-# These two cost a scan of every word they fail on, so they join the pattern
-# only for texts that hold an '@' / a digit.
-_EMAIL = r"[\w.+-]+@[\w-]+\.[\w.-]+"
-_NUMBER = r"\S*\d\S*"  # numbers, and any token holding a digit
-_HAS_DIGIT = re.compile(r"\d")
-_WORD = r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*"
 _CLEAN_SYNONYM = re.compile(r"[^\W\d_]+(?:[ '\-][^\W\d_]+)*")
-
-
-@lru_cache(maxsize=4096)
-def protect_pattern(terms: tuple[str, ...] = (), digits: bool = True, emails: bool = True) -> re.Pattern:
-    """The tokenizer: protected spans (terms first, case-insensitive, as whole words) or a word."""
-    parts = []
-    for term in sorted({t for t in terms if t and t.strip()}, key=lambda t: (-len(t), t)):
-        left = r"(?<!\w)" if re.match(r"\w", term) else ""
-        right = r"(?!\w)" if re.search(r"\w$", term) else ""
-        parts.append(f"{left}{re.escape(term)}{right}")
-    terms_re = f"(?i:{'|'.join(parts)})|" if parts else ""
-    spans = _PROTECTED + ((_EMAIL,) if emails else ()) + ((_NUMBER,) if digits else ())
-    return re.compile(f"(?P<p>{terms_re}{'|'.join(spans)})|(?P<w>{_WORD})")
-
-
-def pattern_for(text: str, terms: tuple[str, ...]) -> re.Pattern:
-    """The cheapest tokenizer that protects everything `text` holds."""
-    return protect_pattern(terms, _HAS_DIGIT.search(text) is not None, "@" in text)
-
-
-def tokenize(text: str, protect: Sequence[str] = ()) -> tuple[list[str], list[str]]:
-    """(separators, words) with text == seps[0] + words[0] + seps[1] + ... + seps[-1].
-
-    Protected spans are part of the separators.
-    """
-    return _split(text, pattern_for(text, tuple(protect)))
-
-
-def render(seps: Sequence[str], words: Sequence[str]) -> str:
-    """The text of (separators, words)."""
-    return "".join(chain.from_iterable(zip(seps, words))) + seps[-1]
-
-
-def protected_spans(text: str, protect: Sequence[str] = ()) -> list[str]:
-    """The protected spans of `text` (what no operation may change)."""
-    return [m.group() for m in pattern_for(text, tuple(protect)).finditer(text) if m.lastgroup == "p"]
-
-
-def _split(text: str, pattern: re.Pattern) -> tuple[list[str], list[str]]:
-    # pattern.split gives [sep, protected, word, sep, protected, word, ..., sep]
-    # (one of protected/word is None); protected spans fold into separators.
-    parts = pattern.split(text)
-    protected = parts[1::3]
-    if protected.count(None) == len(protected):
-        return parts[0::3], parts[2::3]
-    seps, words, cur = [], [], parts[0]
-    for i in range(1, len(parts), 3):
-        word = parts[i + 1]
-        if word is None:
-            cur += parts[i] + parts[i + 2]
-        else:
-            seps.append(cur)
-            words.append(word)
-            cur = parts[i + 2]
-    seps.append(cur)
-    return seps, words
 
 
 def n_changes(alpha: float, n_words: int) -> int:
@@ -168,84 +104,6 @@ class Draws:
 _TWO_M53 = 2.0 ** -53
 
 
-# -- the four operations on (separators, words) ---------------------------------
-def match_case(source: str, synonym: str) -> str:
-    """`synonym` written like `source` (Title, UPPER); WordNet's own capitals are kept."""
-    if synonym != synonym.lower():
-        return synonym
-    if len(source) > 1 and source.isupper():
-        return synonym.upper()
-    if source[:1].isupper():
-        return synonym[:1].upper() + synonym[1:]
-    return synonym
-
-
-def replace_words(seps, words, choices: Mapping[int, str]):
-    """sr: word i becomes choices[i] (in the case of the word it replaces)."""
-    new = list(words)
-    for i, s in choices.items():
-        new[i] = match_case(words[i], s)
-    return list(seps), new
-
-
-def insert_word(seps, words, pos: int, word: str):
-    """ri: `word` inserted before words[pos] (pos == len(words): after the last word)."""
-    seps, words = list(seps), list(words)
-    if pos == 0:
-        seps[0:1] = [seps[0], " "]
-    else:
-        seps.insert(pos, " ")
-    words.insert(pos, word)
-    return seps, words
-
-
-def swap_words(seps, words, pairs: Sequence[tuple[int, int]]):
-    """rs: swap the words at each (i, j) in turn; separators stay in place."""
-    new = list(words)
-    for i, j in pairs:
-        new[i], new[j] = new[j], new[i]
-    return list(seps), new
-
-
-def delete_words(seps, words, drop: set[int]):
-    """rd: remove the words in `drop`; the separators around a removed word
-    merge, keeping all their non-blank text (protected spans, punctuation)."""
-    kept = [i for i in range(len(words)) if i not in drop]
-    if not kept:
-        raise ValueError("delete_words must keep at least one word")
-    first, last = kept[0], kept[-1]
-    out_seps, out_words, cur = [], [], seps[0]
-    for i, w in enumerate(words):
-        if i in drop:
-            cur = _merge(cur, seps[i + 1], leading=i < first, trailing=i > last)
-        else:
-            out_seps.append(cur)
-            out_words.append(w)
-            cur = seps[i + 1]
-    out_seps.append(cur)
-    return out_seps, out_words
-
-
-def _merge(a: str, b: str, leading: bool, trailing: bool) -> str:
-    """The separator left when the word between `a` and `b` goes: all their
-    non-blank text, one run of their whitespace (none at the text's edges or
-    before closing punctuation), and never two tokens glued together."""
-    a_core, b_core = a.rstrip(), b.lstrip()
-    ws = a[len(a_core):] or b[: len(b) - len(b_core)]
-    if leading and not a_core:
-        return b_core
-    if trailing and not b_core:
-        return a_core
-    if b_core[:1] in _CLOSING:
-        ws = ""
-    elif not ws and a_core and b_core:
-        ws = " "
-    return a_core + ws + b_core
-
-
-_CLOSING = tuple(".,;:!?)]}")
-
-
 # -- the augmenter ------------------------------------------------------------
 @dataclass
 class Variants:
@@ -264,7 +122,7 @@ class _Unit:
 
     def __init__(self, text: str, pattern: re.Pattern, eda: "EDA"):
         self.text = text
-        self.seps, self.words = _split(text, pattern)
+        self.seps, self.words = split_text(text, pattern)
         self._cands: list[tuple[int, tuple[str, ...]]] | None = None
         self._eda = eda
 

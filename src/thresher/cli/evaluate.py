@@ -32,13 +32,26 @@ QuietOpt = typer.Option(False, "--quiet", "-q")
 
 def _config(*, max_steps, epochs, lr, batch_size, lora_r, lora_alpha, max_length, template, threads, dtype,
             train_tokens=None, engine="own"):
-    from thresher.train.compare import resolve_template
+    from thresher.train.setup import resolve_template
     from thresher.train.lora import TrainConfig
 
     return TrainConfig(lr=lr, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lora_r=lora_r,
                        lora_alpha=lora_alpha, max_length=max_length, template=resolve_template(template),
                        threads=threads, dtype=dtype, patience=None, train_tokens=_tokens(train_tokens, max_steps),
                        engine=engine)
+
+
+_CONFIG_PARAMS = ("max_steps", "epochs", "lr", "batch_size", "lora_r", "lora_alpha", "max_length", "template",
+                  "threads", "dtype", "train_tokens", "engine")
+
+
+def _inputs(ctx: typer.Context):
+    """(TrainConfig, holdout fraction, pool, eval data) from a compare/curve/sweep command's parameters."""
+    p = ctx.params
+    cfg = _config(**{name: p[name] for name in _CONFIG_PARAMS})
+    frac = _holdout(p["eval_path"], p["holdout"])
+    pool = _read(p["data"], p["record_format"], p["field_map"], p["input_format"])
+    return cfg, frac, pool, _read(p["eval_path"], p["record_format"], p["field_map"], p["input_format"])
 
 
 def _tokens(text: Optional[str], max_steps: Optional[int]):
@@ -128,12 +141,7 @@ def register(app: typer.Typer) -> None:
 
         check_out_dir(output, overwrite)
         parsed = parse_arms(split_arm_list(arms))
-        cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
-                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
-                      train_tokens=train_tokens, engine=engine)
-        frac = _holdout(eval_path, holdout)
-        pool = _read(data, record_format, field_map, input_format)
-        eval_ds = _read(eval_path, record_format, field_map, input_format)
+        cfg, frac, pool, eval_ds = _inputs(ctx)
         template_list = templates.split("|") if templates else None
         total = sum(1 if a.kind == "base" else seeds for a in parsed) * max(1, len(template_list or []))
         with _progress(quiet or as_json, total) as progress:
@@ -174,12 +182,7 @@ def register(app: typer.Typer) -> None:
             fracs = [float(f) for f in fractions.split(",") if f.strip()]
         except ValueError:
             raise UsageError(f"--fractions: expected numbers like 0.1,0.2,0.4, got {fractions!r}") from None
-        cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
-                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
-                      train_tokens=train_tokens, engine=engine)
-        frac = _holdout(eval_path, holdout)
-        pool = _read(data, record_format, field_map, input_format)
-        eval_ds = _read(eval_path, record_format, field_map, input_format)
+        cfg, frac, pool, eval_ds = _inputs(ctx)
         with _progress(quiet or as_json, seeds * len(set(fracs))) as progress:
             results = curve(pool, config=cfg, fractions=fracs, seeds=seeds, seed=seed, metric=metric, by=by,
                             eval_data=eval_ds, holdout=frac, label_field=label_field, group_field=group_field,
@@ -216,12 +219,7 @@ def register(app: typer.Typer) -> None:
         if (grid is None) == (random is None):
             raise UsageError("give exactly one of --grid or --random N")
         trials = grid_trials(parse_grid(grid)) if grid else random_trials(random, seed)
-        cfg = _config(max_steps=max_steps, epochs=epochs, lr=lr, batch_size=batch_size, lora_r=lora_r,
-                      lora_alpha=lora_alpha, max_length=max_length, template=template, threads=threads, dtype=dtype,
-                      train_tokens=train_tokens, engine=engine)
-        frac = _holdout(eval_path, holdout)
-        pool = _read(data, record_format, field_map, input_format)
-        eval_ds = _read(eval_path, record_format, field_map, input_format)
+        cfg, frac, pool, eval_ds = _inputs(ctx)
         with _progress(quiet or as_json, seeds * len(trials)) as progress:
             results = sweep(pool, trials, config=cfg, data=train_on, seeds=seeds, seed=seed, metric=metric,
                             eval_data=eval_ds, holdout=frac, label_field=label_field, group_field=group_field,

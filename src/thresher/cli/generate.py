@@ -9,7 +9,7 @@ import typer
 
 from thresher.cli.common import FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, err_console, \
     escape_data, print_json, read_input
-from thresher.cli.common import QuietOpt
+from thresher.cli.common import OutputFormatOpt, OverwriteOpt, QuietOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -38,9 +38,9 @@ def register(app: typer.Typer) -> None:
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
-        output_format: Optional[str] = typer.Option(None, "--output-format"),
+        output_format: Optional[str] = OutputFormatOpt,
         on_error: str = OnErrorOpt,
-        overwrite: bool = typer.Option(False, "--overwrite"),
+        overwrite: bool = OverwriteOpt,
         as_json: bool = typer.Option(False, "--json"),
         quiet: bool = QuietOpt,
     ) -> None:
@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         candidate (exact or MinHash near), and sit closer to its own category's embedding centroid than
         to any other. With no thin category nothing is generated (exit 0): the output is the pool as is.
         """
-        from thresher.balance.generate import (LMGenerator, category_counts, check_writable, generate_for_thin,
-                                               plan_targets, write_generated)
+        from thresher.balance.generate import LMGenerator, category_counts, generate_for_thin, plan_targets
+        from thresher.balance.synthetic import check_writable, write_generated
         from thresher.balance.validate import CandidateValidator
         from thresher.data.manifest import manifest_path
         from thresher.data.writers import check_output_path

@@ -9,7 +9,8 @@ import yaml
 
 from thresher.cli.common import (FieldMapOpt, FormatOpt, InputFormatOpt, OnErrorOpt, console, print_json,
                                  read_input, split_list)
-from thresher.cli.common import ExecutorOpt, QuietOpt, RayAddressOpt, executor_scope
+from thresher.cli.common import (ExecutorOpt, OutputFormatOpt, OverwriteOpt, QuietOpt, RayAddressOpt,
+                                 executor_scope)
 from thresher.errors import UsageError
 
 
@@ -110,9 +111,9 @@ def register(app: typer.Typer) -> None:
         record_format: Optional[str] = FormatOpt,
         field_map: Optional[str] = FieldMapOpt,
         input_format: Optional[str] = InputFormatOpt,
-        output_format: Optional[str] = typer.Option(None, "--output-format"),
+        output_format: Optional[str] = OutputFormatOpt,
         on_error: str = OnErrorOpt,
-        overwrite: bool = typer.Option(False, "--overwrite"),
+        overwrite: bool = OverwriteOpt,
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report on the subset here."),
         executor: str = ExecutorOpt,
         ray_address: Optional[str] = RayAddressOpt,
@@ -167,7 +168,7 @@ def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
         recipe: Path = typer.Argument(..., help="A YAML recipe: data, seed, steps, output."),
-        overwrite: bool = typer.Option(False, "--overwrite"),
+        overwrite: bool = OverwriteOpt,
         keep_removed: bool = typer.Option(False, "--keep-removed"),
         cache: Optional[str] = typer.Option(None, "--cache"),
         report: Optional[Path] = typer.Option(None, "--report", help="Also write an HTML report here (default: the "

@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
                 tr, ev = holdout_split(train, fraction, seed, _groups(ds))
                 train, evaluation = train.take(tr), train.take(ev)
         from thresher.cli.progress import TrainingProgress
-        from thresher.train.compare import reported
+        from thresher.train.setup import reported
 
         with TrainingProgress(not (quiet or as_json)) as progress, reported(progress, "training") as step:
             result = fine_tune(train, evaluation, config, model_path=model, progress=step)

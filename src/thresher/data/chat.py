@@ -104,7 +104,7 @@ def content_problems(messages: pa.Array, owner: np.ndarray, position: np.ndarray
     expected = "expected a string or a list of {type, text} parts"
     if not is_list(content.type) or not pa.types.is_struct(content.type.value_type):
         bad = np.flatnonzero(content.is_valid().to_numpy(zero_copy_only=False))
-        what = "a list of non-objects" if is_list(content.type) else _kind(content.type)
+        what = "a list of non-objects" if is_list(content.type) else type_name(content.type)
         return out + [(int(owner[i]), where(i), f"field '{where(i)}' is {what}, {expected}") for i in bad]
     parts, part_owner = list_parts(content)
     kind, text = field_or_none(parts, "type"), field_or_none(parts, "text")
@@ -130,7 +130,10 @@ def turnless_rows(roles: pa.Array, owner: np.ndarray, n_rows: int, talk_roles: t
     return np.flatnonzero(has_turns & (np.bincount(owner[talk], minlength=n_rows) == 0))
 
 
-def _kind(typ: pa.DataType) -> str:
+def type_name(typ: pa.DataType) -> str:
+    """How an error message names an Arrow type: "a list", "an object", "a number"…"""
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        return "a list"
     if pa.types.is_struct(typ):
         return "an object"
     if pa.types.is_boolean(typ):

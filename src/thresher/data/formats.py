@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from thresher.data.chat import MESSAGE_ROLES, content_problems, turnless_rows
+from thresher.data.chat import MESSAGE_ROLES, content_problems, turnless_rows, type_name
 from thresher.errors import UsageError
 
 RECORD_FORMATS = ("alpaca", "sharegpt", "messages", "prompt_completion", "text")
@@ -115,16 +115,6 @@ def first_per_row(problems: list[Problem]) -> list[Problem]:
     return [seen[r] for r in sorted(seen)]
 
 
-def _type_name(typ: pa.DataType) -> str:
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
-        return "a list"
-    if pa.types.is_struct(typ):
-        return "an object"
-    if pa.types.is_boolean(typ):
-        return "a boolean"
-    if pa.types.is_integer(typ) or pa.types.is_floating(typ):
-        return "a number"
-    return str(typ)
 
 
 def _rows_where(mask) -> np.ndarray:
@@ -140,7 +130,7 @@ def _check_string(col: pa.Array, name: str, required: bool) -> list[Problem]:
         return out
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         rows = np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False))
-        reason = f"field '{name}' is {_type_name(col.type)}, expected a string"
+        reason = f"field '{name}' is {type_name(col.type)}, expected a string"
         out += [Problem(int(r), name, reason) for r in rows]
     if required:
         rows = np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))
@@ -156,7 +146,7 @@ def _check_chat(col: pa.Array, name: str, record_format: str) -> list[Problem]:
         return [Problem(r, name, f"field '{name}' is missing or null") for r in range(len(col))]
     if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)):
         rows = np.flatnonzero(col.is_valid().to_numpy(zero_copy_only=False))
-        return [Problem(int(r), name, f"field '{name}' is {_type_name(col.type)}, expected {expected}") for r in rows]
+        return [Problem(int(r), name, f"field '{name}' is {type_name(col.type)}, expected {expected}") for r in rows]
     out = [Problem(int(r), name, f"field '{name}' is missing or null") for r in _rows_where(col.is_null())]
     lengths = pc.fill_null(pc.list_value_length(col), 1)
     out += [Problem(int(r), name, f"field '{name}' is an empty list") for r in _rows_where(pc.equal(lengths, 0))]
@@ -167,7 +157,7 @@ def _check_chat(col: pa.Array, name: str, record_format: str) -> list[Problem]:
     position = np.arange(len(values)) - np.asarray(col.offsets)[owner] if len(values) else np.array([], np.int64)
     if not pa.types.is_struct(values.type):
         rows = np.unique(owner)
-        return out + [Problem(int(r), name, f"field '{name}' holds {_type_name(values.type)} items, expected {expected}")
+        return out + [Problem(int(r), name, f"field '{name}' holds {type_name(values.type)} items, expected {expected}")
                       for r in rows]
     field_names = [values.type.field(i).name for i in range(values.type.num_fields)]
     for key in (role_key, content_key):
@@ -183,7 +173,7 @@ def _check_chat(col: pa.Array, name: str, record_format: str) -> list[Problem]:
         if not (pa.types.is_string(sub.type) or pa.types.is_null(sub.type)):
             bad = np.flatnonzero(sub.is_valid().to_numpy(zero_copy_only=False))
             out += [Problem(int(owner[i]), f"{name}[{position[i]}].{key}",
-                            f"field '{name}[{position[i]}].{key}' is {_type_name(sub.type)}, expected a string")
+                            f"field '{name}[{position[i]}].{key}' is {type_name(sub.type)}, expected a string")
                     for i in bad]
             continue
         for i in _rows_where(sub.is_null()):

@@ -172,13 +172,18 @@ FEATURIZERS.update({
     "lm_embed": LMEmbed,
 })
 DEFAULT_FEATURES: tuple[str, ...] = ("text", "quality", "exact_dup", "near_dup", "embed_static")
+STRING_OFFSET_LIMIT = 2**31  # bytes an Arrow `string` array can hold; past it, `large_string`
+
 
 def field_texts(batch: Batch, field: str) -> pa.Array:
     """The prompt, the response, or both joined by a blank line (the side that is empty is left out)."""
     if field != "both":
         return string_column(batch, field)
     p, r = string_column(batch, "prompt"), string_column(batch, "response")
-    joined = pc.binary_join_element_wise(p, r, "\n\n")
+    # pyarrow's if_else reserves both branches' bytes: past int32 offsets (~5M rows), int64 ones
+    if 2 * (p.nbytes + r.nbytes + 2 * len(p)) >= STRING_OFFSET_LIMIT:
+        p, r = p.cast(pa.large_string()), r.cast(pa.large_string())
+    joined = pc.binary_join_element_wise(p, r, pa.scalar("\n\n", p.type))
     joined = pc.if_else(pc.equal(pc.utf8_length(r), 0), p, joined)
     return pc.if_else(pc.equal(pc.utf8_length(p), 0), r, joined)
 

@@ -46,10 +46,13 @@ then use an effective size n / mean design effect (Rao-Scott first-order
 correction with linearization variances); the MMD side compares with the
 whole pool, which makes its p-value conservative. Both are approximations,
 liberal for small weighted subsets (effective size under a few hundred).
+
+This module holds the rules (which fields, as what; verdicts; the report);
+the statistics themselves are computed in `thresher.sampling.twosample`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -58,10 +61,13 @@ import pyarrow.compute as pc
 from scipy import stats
 
 from thresher.core.rng import make_rng
+from thresher.core.selection import _jsonable
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.sampling.strata import row_labels
+from thresher.sampling.twosample import MIN_EXPECTED, Scale, ks_statistic, merge_small, mmd_test, psi, smd
 
+# ks_statistic, psi and smd live in `thresher.sampling.twosample`; re-exported here
 __all__ = ["CategoryShare", "CheckReport", "FieldCheck", "check_representativeness", "ks_statistic", "psi", "smd"]
 
 VERDICTS = ("ok", "warn", "fail")
@@ -69,8 +75,6 @@ THRESHOLDS = {  # effect size -> (ok below, fail at or above); see the module do
     "psi": (0.1, 0.25), "smd": (0.1, 0.2), "ks": (0.1, 0.2),
     "share_diff": (0.05, 0.10), "cramers_v": (0.1, 0.2), "mmd2": (0.002, 0.01),
 }
-PSI_BINS, PSI_EPS = 10, 1e-4
-MIN_EXPECTED = 5.0
 MAX_CATEGORIES, LONG_TEXT_CHARS = 50, 64
 OTHER = "(other)"
 SKIP_COLUMNS = ("id", "_weight", "_pi")  # ids and design columns are not data
@@ -110,7 +114,7 @@ class FieldCheck:
     missing: list[str] = field(default_factory=list)  # pool categories absent from the subset
 
     def to_json(self) -> dict:
-        return _plain({"field": self.field, "kind": self.kind, "verdict": self.verdict, "stats": self.stats,
+        return _jsonable({"field": self.field, "kind": self.kind, "verdict": self.verdict, "stats": self.stats,
                        "reasons": self.reasons, "notes": self.notes, "missing": self.missing,
                        "categories": [c.to_json() for c in self.categories]})
 
@@ -148,7 +152,7 @@ class CheckReport:
 
     def to_json(self) -> dict:
         """Plain JSON types in a fixed key order."""
-        return _plain({"overall": self.overall, "n_subset": self.n_subset, "n_pool": self.n_pool,
+        return _jsonable({"overall": self.overall, "n_subset": self.n_subset, "n_pool": self.n_pool,
                        "n_effective": self.n_effective, "weighted": self.weighted, "fpc": self.fpc,
                        "alpha": self.alpha, "thresholds": {k: list(v) for k, v in THRESHOLDS.items()},
                        "fields": [f.to_json() for f in self.fields], "notes": self.notes})
@@ -205,7 +209,7 @@ def check_representativeness(
     if fpc and n >= big_n:
         fpc = False
         notes.append(f"subset ({n} rows) is not smaller than the pool ({big_n}); finite-population correction off")
-    scale = _Scale(float(n), big_n, n / big_n if fpc else None)
+    scale = Scale(float(n), big_n, n / big_n if fpc else None)
     numeric, categorical, skipped = _plan(subset, pool, by, fields)
     checks = [_categorical(name, _labels(subset, names), _labels(pool, names), w, scale, alpha)
               for name, names in categorical]
@@ -285,47 +289,8 @@ def _weights(weights, n: int) -> np.ndarray | None:
     return w
 
 
-# -- test scaling ---------------------------------------------------------
-@dataclass(frozen=True)
-class _Scale:
-    """The subset's (effective) size n, the pool size N, and the sampling
-    fraction f when the subset was drawn from the pool (else None)."""
-
-    n: float
-    big_n: int
-    f: float | None
-
-    def chi2(self, s: np.ndarray, p: np.ndarray) -> float:
-        """Chi-square of subset shares s vs pool shares p: against the rest of the pool,
-        n sum((s-p)²/p) / (1-f), or a homogeneity test against the pool as an independent sample."""
-        if self.f is not None:
-            return float(self.n * np.sum((s - p) ** 2 / p) / (1 - self.f))
-        q = (self.n * s + self.big_n * p) / (self.n + self.big_n)
-        return float(self.n * self.big_n / (self.n + self.big_n) * np.sum((s - p) ** 2 / q))
-
-    def ks_pvalue(self, d: float) -> float:
-        """Asymptotic two-sample KS p-value (scipy's kstwo at the effective size)."""
-        if self.f is not None:  # F_sub - F_pool = (1 - f)(F_sub - F_rest)
-            d, en = d / (1 - self.f), self.n * (1 - self.f)
-        else:
-            en = self.n * self.big_n / (self.n + self.big_n)
-        return float(stats.kstwo.sf(min(d, 1.0), max(1, round(en))))
-
-    def weighted(self, a: np.ndarray, a2_in: np.ndarray, s: np.ndarray, p: np.ndarray) -> "_Scale":
-        """This scale at the effective size n / mean design effect of weighted shares s
-        (Rao-Scott first order, linearization variances). a: normalized weights;
-        a2_in: sum of a² over each share's rows; p: the pool's shares."""
-        n, keep = len(a), (p > 0) & (p < 1)
-        if n < 2 or not keep.any():
-            return self
-        v = (a2_in * (1 - s) ** 2 + (np.sum(a * a) - a2_in) * s**2) * n / (n - 1)
-        deff = v[keep] * n / (p[keep] * (1 - p[keep]))
-        mean_deff = float(np.sum((1 - p[keep]) * deff) / np.sum(1 - p[keep]))
-        return replace(self, n=n / mean_deff) if mean_deff > 0 else self
-
-
 # -- categorical ----------------------------------------------------------
-def _categorical(name: str, sub: pa.Array, pool: pa.Array, w, scale: _Scale, alpha: float) -> FieldCheck:
+def _categorical(name: str, sub: pa.Array, pool: pa.Array, w, scale: Scale, alpha: float) -> FieldCheck:
     vc = pc.value_counts(pool)
     cats = np.asarray(vc.field("values").to_pylist(), dtype=object)
     order = np.argsort(cats.astype(str), kind="stable")
@@ -351,7 +316,7 @@ def _categorical(name: str, sub: pa.Array, pool: pa.Array, w, scale: _Scale, alp
     if lost:
         floor = _worst([floor, "warn"])
         reasons.append(f"missing although expected >= {MIN_EXPECTED:g} times: {_list(lost)}")
-    groups, merged = _merge_small(p, scale.n)
+    groups, merged = merge_small(p, scale.n)
     if len(merged):
         notes.append(f"{len(merged)} categories expected < {MIN_EXPECTED:g} times merged into '{OTHER}' "
                      f"for the chi-square: {_list(cats[merged].tolist())}")
@@ -371,21 +336,8 @@ def _categorical(name: str, sub: pa.Array, pool: pa.Array, w, scale: _Scale, alp
     return FieldCheck(name, "categorical", verdict, st, reasons, notes, table, cats[sub_counts == 0].tolist())
 
 
-def _merge_small(p: np.ndarray, n: float) -> tuple[np.ndarray, np.ndarray]:
-    """Group id per category and the merged categories: those expected < 5 times
-    share one "(other)" group, joined by the next smallest until it reaches 5."""
-    small = n * p < MIN_EXPECTED
-    for i in np.argsort(p, kind="stable"):  # one pass over categories, not rows
-        if not small.any() or n * p[small].sum() >= MIN_EXPECTED or (~small).sum() <= 1:
-            break
-        small[i] = True
-    groups = np.full(len(p), (~small).sum(), dtype=np.int64)
-    groups[~small] = np.arange((~small).sum())
-    return groups, np.flatnonzero(small)
-
-
 # -- numeric --------------------------------------------------------------
-def _numeric(name: str, x: np.ndarray, y: np.ndarray, w, scale: _Scale, alpha: float) -> FieldCheck:
+def _numeric(name: str, x: np.ndarray, y: np.ndarray, w, scale: Scale, alpha: float) -> FieldCheck:
     notes: list[str] = []
     ok_x, ok_y = ~np.isnan(x), ~np.isnan(y)
     wx = (np.ones(len(x)) if w is None else w)[ok_x]
@@ -410,44 +362,6 @@ def _numeric(name: str, x: np.ndarray, y: np.ndarray, w, scale: _Scale, alpha: f
     return FieldCheck(name, "numeric", verdict, st, reasons, notes)
 
 
-def ks_statistic(x: np.ndarray, y_sorted: np.ndarray, wx: np.ndarray | None = None) -> float:
-    """sup |F_x - F_y| of the (weighted) ECDF of x and the ECDF of sorted y."""
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    cw = np.cumsum(np.ones(len(x)) if wx is None else wx[order])
-    cw = cw / cw[-1]
-    points = np.concatenate([xs, y_sorted])  # both ECDFs are step functions jumping only here
-    i = np.searchsorted(xs, points, side="right")
-    fx = np.where(i > 0, cw[np.maximum(i - 1, 0)], 0.0)
-    fy = np.searchsorted(y_sorted, points, side="right") / len(y_sorted)
-    return float(np.max(np.abs(fx - fy)))
-
-
-def psi(x: np.ndarray, y: np.ndarray, wx: np.ndarray | None = None, bins: int = PSI_BINS) -> float:
-    """Population stability index sum((s - p) ln(s / p)) of x (subset, weights wx)
-    against y (pool) over the pool's quantile bins [q_j, q_j+1); shares floored at 1e-4."""
-    edges = np.unique(np.quantile(y, np.linspace(0, 1, bins + 1)[1:-1]))
-    k = len(edges) + 1
-    wx = np.ones(len(x)) if wx is None else wx
-    p = np.bincount(np.searchsorted(edges, y, side="right"), minlength=k) / len(y)
-    s = np.bincount(np.searchsorted(edges, x, side="right"), weights=wx, minlength=k) / wx.sum()
-    s, p = np.maximum(s, PSI_EPS), np.maximum(p, PSI_EPS)
-    return float(np.sum((s - p) * np.log(s / p)))
-
-
-def smd(x: np.ndarray, y: np.ndarray, wx: np.ndarray | None = None) -> float:
-    """(mean_x - mean_y) / sqrt((var_x + var_y) / 2) with sample variances
-    (ddof=1; with weights wx, its reliability-weights analogue)."""
-    a = np.full(len(x), 1 / len(x)) if wx is None else wx / wx.sum()
-    mx, my = float(a @ x), float(y.mean())
-    vx = float(a @ (x - mx) ** 2) / (1 - float(a @ a)) if float(a @ a) < 1 else 0.0
-    sd = np.sqrt((vx + (float(y.var(ddof=1)) if len(y) > 1 else 0.0)) / 2)
-    tiny = 1e-12 * max(abs(mx), abs(my), 1.0)  # rounding noise of constant columns
-    if sd <= tiny:
-        return 0.0 if abs(mx - my) <= tiny else float(np.sign(mx - my) * np.inf)
-    return (mx - my) / float(sd)
-
-
 # -- embeddings -----------------------------------------------------------
 def _embedding(embeddings, n: int, big_n: int, w, fpc: bool, alpha: float, max_rows: int, n_perm: int,
                rng: np.random.Generator) -> FieldCheck:
@@ -455,66 +369,15 @@ def _embedding(embeddings, n: int, big_n: int, w, fpc: bool, alpha: float, max_r
     if ex.ndim != 2 or ey.ndim != 2 or ex.shape[1] != ey.shape[1] or len(ex) != n or len(ey) != big_n:
         raise UsageError(f"embeddings must be (subset rows={n}, dim) and (pool rows={big_n}, dim) arrays "
                          f"of the same dim; got {ex.shape} and {ey.shape}")
-    rows = np.arange(len(ey))
-    if fpc and w is None:  # the rest of the pool is what a random subset is exchangeable with
-        rows = rows[~np.isin(_row_hash(ey), _row_hash(ex))]
-    if len(rows) < 2:
+    st = mmd_test(ex, ey, w, fpc, max_rows, n_perm, rng)
+    if st is None:
         return FieldCheck("embedding", "embedding", "ok", {"mmd2": 0.0, "p_value": 1.0},
                           notes=["the subset holds (almost) every pool embedding"])
-    ix = np.sort(rng.choice(len(ex), min(len(ex), max_rows), replace=False))
-    iy = np.sort(rng.choice(rows, min(len(rows), max_rows), replace=False))
-    g = np.concatenate([np.ones(len(ix)) if w is None else w[ix] / w[ix].mean(), np.ones(len(iy))])
-    kernel, bandwidth2 = _rbf_kernel(np.vstack([ex[ix], ey[iy]]))
-    in_x = np.zeros((len(g), n_perm + 1), dtype=bool)  # column 0: the observed split, then permutations
-    in_x[: len(ix), 0] = True
-    for j in range(1, n_perm + 1):
-        in_x[rng.permutation(len(g))[: len(ix)], j] = True
-    mmd = _mmd2(kernel, g, in_x)
-    pval = float((1 + np.sum(mmd[1:] >= mmd[0])) / (n_perm + 1))
-    st = {"mmd2": float(mmd[0]), "p_value": pval, "bandwidth": float(np.sqrt(bandwidth2)),
-          "rows_subset": len(ix), "rows_pool": len(iy), "permutations": n_perm}
     reasons: list[str] = []
-    notes = [f"MMD on {len(ix)} subset and {len(iy)} pool rows, RBF bandwidth {np.sqrt(bandwidth2):.3g}, "
-             f"{n_perm} permutations"]
-    verdict = _verdict({"mmd2": float(mmd[0])}, pval, alpha, "ok", reasons, notes)
+    notes = [f"MMD on {st['rows_subset']} subset and {st['rows_pool']} pool rows, RBF bandwidth "
+             f"{st['bandwidth']:.3g}, {n_perm} permutations"]
+    verdict = _verdict({"mmd2": st["mmd2"]}, st["p_value"], alpha, "ok", reasons, notes)
     return FieldCheck("embedding", "embedding", verdict, st, reasons, notes)
-
-
-def _row_hash(e: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each row's bytes (equal rows, equal hashes)."""
-    mult = np.random.default_rng(0x7E5).integers(1, 2**63, e.shape[1], dtype=np.uint64) | np.uint64(1)
-    return np.ascontiguousarray(e).view(np.uint64) @ mult
-
-
-def _rbf_kernel(z: np.ndarray) -> tuple[np.ndarray, float]:
-    """exp(-|zi - zj|² / (2 s²)), s² the median positive squared distance; built in place."""
-    sq = np.einsum("ij,ij->i", z, z)
-    k = z @ z.T
-    k *= -2
-    k += sq[:, None]
-    k += sq[None, :]
-    np.maximum(k, 0.0, out=k)
-    positive = k[k > 0]
-    bandwidth2 = float(np.median(positive)) if positive.size else 1.0
-    k /= -2 * bandwidth2
-    np.exp(k, out=k)
-    return k, bandwidth2
-
-
-def _mmd2(kernel: np.ndarray, g: np.ndarray, in_x: np.ndarray) -> np.ndarray:
-    """Weighted unbiased MMD² for each column of the membership matrix `in_x`
-    (self-pairs left out; weights g normalized within each side)."""
-    a = np.where(in_x, g[:, None], 0.0)
-    b = np.where(in_x, 0.0, g[:, None])
-    a, b = a / a.sum(axis=0), b / b.sum(axis=0)
-    ka, kb = kernel @ a, kernel @ b
-    diag = np.diag(kernel)[:, None]
-
-    def within(u: np.ndarray, ku: np.ndarray) -> np.ndarray:
-        uu = (u * u).sum(axis=0)
-        return ((u * ku).sum(axis=0) - (diag * u * u).sum(axis=0)) / np.maximum(1 - uu, 1e-12)
-
-    return within(a, ka) + within(b, kb) - 2 * (a * kb).sum(axis=0)
 
 
 # -- verdicts -------------------------------------------------------------
@@ -541,17 +404,6 @@ def _grade(name: str, value: float) -> str:
 
 def _worst(verdicts) -> str:
     return max(verdicts, key=VERDICTS.index, default="ok")
-
-
-def _plain(v: Any) -> Any:
-    """Plain JSON types: numpy scalars unwrapped, non-finite floats as null."""
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    return None if isinstance(v, float) and not np.isfinite(v) else v
 
 
 def _fmt(v: float | None) -> str:

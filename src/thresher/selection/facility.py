@@ -32,8 +32,8 @@ from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.sampling._common import Design, check_choice, check_field_name, check_int, check_random_state
-from thresher.selection._similarity import (EXACT_KNN_MAX_ROWS, KNN_METHODS, METRICS, check_budget,
-                                            dense_similarity, knn_graph, step_inputs, unit_rows)
+from thresher.selection._inputs import check_budget, step_inputs, unit_rows
+from thresher.selection._similarity import EXACT_KNN_MAX_ROWS, KNN_METHODS, METRICS, dense_similarity, knn_graph
 
 GRAPHS = ("auto", "dense", "knn")
 DENSE_MAX_ROWS = 5_000  # graph="auto": a dense float32 matrix up to 100 MB

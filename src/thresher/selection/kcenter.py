@@ -26,7 +26,8 @@ from thresher.core.selection import Selection
 from thresher.data.dataset import Dataset
 from thresher.errors import UsageError
 from thresher.sampling._common import Design, check_choice, check_field_name, check_int, check_random_state
-from thresher.selection._similarity import as_matrix, check_budget, dot_rows, min_sqdist, step_inputs, unit_rows
+from thresher.selection._inputs import as_matrix, check_budget, step_inputs, unit_rows
+from thresher.selection._similarity import dot_rows, min_sqdist
 
 KCENTER_METRICS = ("cosine", "euclidean")
 

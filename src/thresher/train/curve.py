@@ -32,7 +32,7 @@ def curve(pool, *, config=None, fractions: Sequence[float] = DEFAULT_FRACTIONS, 
           device: str = "auto") -> dict:
     """Train on nested fractions of the pool for `seeds` seeds, fit
     `err(n) = a n^-b + c`, and return the `curve` results dict."""
-    from thresher.train.compare import evaluate, prepare, reported
+    from thresher.train.setup import evaluate, prepare, reported
     from thresher.train.lora import TrainConfig, fine_tune
     from thresher.train.split import nested_subsets
 

@@ -85,7 +85,7 @@ def sweep(pool, trials: list[dict], *, config=None, data: str = "full", seeds: i
     """Train every trial config on `data` (an arm spec: full, a selection file, random@B)
     for `seeds` seeds and return the `sweep` results dict."""
     from thresher.train.arms import parse_arm
-    from thresher.train.compare import evaluate, prepare, reported
+    from thresher.train.setup import evaluate, prepare, reported
     from thresher.train.curve import _pick_metric
     from thresher.train.lora import TrainConfig, fine_tune
 

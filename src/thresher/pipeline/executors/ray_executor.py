@@ -85,17 +85,33 @@ class RayExecutor:
 
     # -- row featurizers -----------------------------------------------------
     def map_parts(self, featurizer: Featurizer, parts: Parts) -> Iterator[tuple[int, pa.Table]]:
-        parts = list(parts)
+        """Parts go out a window at a time (two per CPU), so the driver and the
+        object store hold one window's inputs, never the whole pool's. A model
+        featurizer sends all its parts at once: one actor pool, one model load
+        per worker (a window would reload the model)."""
+        window: list[tuple[int, pa.Table]] = []
+        size = float("inf") if featurizer.loads_model else max(4, 2 * int(self.cluster()["cpus"]))
+        for item in parts:
+            window.append(item)
+            if len(window) == size:
+                yield from self._map_window(featurizer, window)
+                window = []
+        if window:
+            yield from self._map_window(featurizer, window)
+
+    def _map_window(self, featurizer: Featurizer, parts: list[tuple[int, pa.Table]]) -> Iterator[tuple[int, pa.Table]]:
         sizes = {i: batch.num_rows for i, batch in parts}
         blocks = [batch.append_column(PART, pa.array(np.full(batch.num_rows, i, np.int64)))
                   for i, batch in parts if batch.num_rows]
-        for i in [i for i, n in sizes.items() if n == 0]:  # nothing to send: the typed empty part here
-            yield i, checked_table(featurizer, featurizer.compute(dict(parts)[i]), 0)
+        for i, batch in parts:
+            if not batch.num_rows:  # nothing to send: the typed empty part, here
+                yield i, checked_table(featurizer, featurizer.compute(batch), 0)
         if not blocks:
             return
         out = self.ray.data.from_arrow(blocks).map_batches(
             **self._udf(featurizer), batch_format="pyarrow", batch_size=None, zero_copy_batch=True)
-        yield from _regroup(out.iter_batches(batch_format="pyarrow", batch_size=None), sizes)
+        yield from _regroup(out.iter_batches(batch_format="pyarrow", batch_size=None),
+                            {i: n for i, n in sizes.items() if n})
 
     def _udf(self, featurizer: Featurizer) -> dict[str, Any]:
         if not featurizer.loads_model:
