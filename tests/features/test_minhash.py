@@ -16,6 +16,7 @@ from scipy.sparse import csr_matrix
 
 from thresher.errors import UsageError
 from thresher.features import minhash as mh
+from thresher.features import shingles as signing
 from thresher.features.minhash import (
     EMPTY_SIGNATURE,
     choose_bands,
@@ -159,7 +160,7 @@ def test_signatures_deterministic_per_seed_and_input_form(corpus, monkeypatch):
     np.testing.assert_array_equal(a, minhash_signatures(pa.chunked_array([texts[:100], texts[100:]]), seed=3))
     np.testing.assert_array_equal(a, minhash_signatures(pa.array(texts, pa.large_string()), seed=3))
     assert (a != minhash_signatures(texts, seed=4)).mean() > 0.9
-    monkeypatch.setattr(mh, "_CHUNK_BYTES", 997)  # many small chunks: same answer
+    monkeypatch.setattr(signing, "_CHUNK_BYTES", 997)  # many small chunks: same answer
     np.testing.assert_array_equal(a, minhash_signatures(texts, seed=3))
 
 

@@ -1,8 +1,9 @@
-"""Exact and near-duplicate signatures: normalized-text hashes, MinHash over
-word shingles, LSH banding, verification and duplicate clusters.
+"""Near-duplicate clusters from MinHash signatures: LSH banding, candidate
+verification by estimated Jaccard, and connected components.
 
-Everything is vectorized over Arrow buffers / numpy arrays; rows are processed
-in bounded chunks so memory stays flat whatever the number of rows.
+The signatures themselves (and the exact hashes) are per-row work in
+`thresher.features.shingles`, re-exported here so that `minhash` stays the
+one import for deduplication. Everything is vectorized over numpy arrays.
 """
 from __future__ import annotations
 
@@ -12,163 +13,17 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from thresher.core.rng import make_rng
 from thresher.errors import UsageError
-from thresher.features._hashing import (
-    as_string_array,
-    blake2b64,
-    hash_spans,
-    make_string_array,
-    normalize_buffers,
-    shingle_hashes,
-    string_buffers,
-    tokenize,
+from thresher.features.shingles import (  # noqa: F401 (re-exported: the signatures' public names)
+    EMPTY_SIGNATURE,
+    check_signature_args,
+    exact_hash,
+    minhash_signatures,
+    normalize_text,
 )
 
-#: Signature value of a row with no words. Real values are always odd, so it
-#: can never occur otherwise; such rows take part in no pair.
-EMPTY_SIGNATURE = np.uint32(0xFFFFFFFE)
-
-_CHUNK_BYTES = 16 << 20  # input text per chunk
-_CHUNK_ROWS = 1 << 17
-_BLOCK = 1 << 19  # (row, shingle, permutation) cells per numpy call: cache sized
-# Rows are padded to the next length on this ladder so that a whole block of
-# rows reduces as one (rows, length, perms) array (np.minimum.reduceat along
-# axis 0 measured ~8x slower here). Padding repeats the row's own last shingle
-# and so never changes a minimum.
-_LADDER = np.unique(np.concatenate([np.arange(1, 9), np.ceil(8 * 2 ** (np.arange(1, 37) / 4))])).astype(np.int64)
 _BAND_KEYS = np.random.default_rng(0x7E5E).integers(1, 2**63, size=4096, dtype=np.uint64) | np.uint64(1)
-
-
-# -- normalization and exact hashes -------------------------------------------
-def normalize_text(arr: "pa.Array | pa.ChunkedArray | list[str]") -> pa.Array:
-    """Lowercased text with punctuation removed and whitespace collapsed.
-
-    Punctuation is ASCII `string.punctuation` plus Unicode category P; format
-    and control characters are removed too. Null rows stay null.
-    """
-    arr = as_string_array(arr)
-    out = make_string_array(*normalize_buffers(arr))
-    if arr.null_count:
-        out = pc.if_else(pc.is_valid(arr), out, pa.scalar(None, out.type))
-    return out
-
-
-def exact_hash(arr: "pa.Array | pa.ChunkedArray | list[str]") -> pa.Array:
-    """uint64 hash of each row's normalized text (null for null rows).
-
-    It is blake2b with an 8-byte digest of the utf-8 normalized text read
-    big-endian: `format(h, "016x") == blake2b(norm.encode(), digest_size=8).hexdigest()`.
-    Each distinct normalized string is hashed once.
-    """
-    encoded = pc.dictionary_encode(normalize_text(arr))
-    data, offsets = string_buffers(encoded.dictionary)
-    raw = data.tobytes()
-    digests = blake2b64(raw[s:e] for s, e in zip(offsets[:-1].tolist(), offsets[1:].tolist()))
-    return pc.take(pa.array(digests, pa.uint64()), encoded.indices)
-
-
-# -- signatures ---------------------------------------------------------------
-def _row_minima(x: np.ndarray, per_row: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """min over each row's shingles of a*x mod 2**32, per multiplier in `a`."""
-    n, p = len(per_row), len(a)
-    out = np.full((n, p), EMPTY_SIGNATURE, dtype=np.uint32)
-    off = np.concatenate([[0], np.cumsum(per_row)])
-    rung = np.where(per_row > 0, np.searchsorted(_LADDER, per_row), len(_LADDER) + 1)
-    order = np.argsort(rung, kind="stable")
-    bounds = np.searchsorted(rung[order], np.arange(len(_LADDER) + 2))
-    for c in range(len(_LADDER) + 1):
-        rows = order[bounds[c] : bounds[c + 1]]
-        if len(rows) == 0:
-            continue
-        if c == len(_LADDER):
-            _long_row_minima(x, off, rows, a, out)
-            continue
-        length = int(_LADDER[c])
-        step = max(1, _BLOCK // (length * p))
-        buf = np.empty((min(step, len(rows)), length, p), dtype=np.uint32)
-        cols = np.arange(length)
-        for s in range(0, len(rows), step):
-            blk = rows[s : s + step]
-            idx = off[blk, None] + np.minimum(cols, per_row[blk, None] - 1)
-            v = buf[: len(blk)]
-            np.multiply(x[idx][:, :, None], a, out=v)
-            out[blk] = v.min(axis=1)
-    return out
-
-
-def _long_row_minima(x, off, rows, a, out) -> None:
-    """Rows past the ladder: reduce each in cache-sized slices (each slice
-    carries thousands of shingles, so the loop costs nothing per shingle)."""
-    step = max(1, _BLOCK // len(a))
-    for r in rows:
-        acc = np.full(len(a), 0xFFFFFFFF, dtype=np.uint32)
-        for s in range(off[r], off[r + 1], step):
-            np.minimum(acc, (x[s : min(s + step, off[r + 1]), None] * a).min(axis=0), out=acc)
-        out[r] = acc
-
-
-def _multipliers(num_perm: int, seed) -> np.ndarray:
-    rng = make_rng(seed)
-    return rng.integers(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32) | np.uint32(1)
-
-
-def _check_signature_args(num_perm: int, shingle_size: int) -> None:
-    if not isinstance(num_perm, (int, np.integer)) or not 1 <= num_perm <= 4096:
-        raise UsageError(f"num_perm must be an integer in [1, 4096], got {num_perm!r}")
-    if not isinstance(shingle_size, (int, np.integer)) or not 1 <= shingle_size <= 64:
-        raise UsageError(f"shingle_size must be an integer in [1, 64], got {shingle_size!r}")
-
-
-def _chunks(texts: "pa.Array | pa.ChunkedArray"):
-    """Row slices of `texts` holding about _CHUNK_BYTES of text each."""
-    if isinstance(texts, pa.ChunkedArray):
-        for chunk in texts.chunks:
-            yield from _chunks(chunk)
-        return
-    arr = as_string_array(texts)
-    if len(arr) == 0:
-        return
-    _, offsets = string_buffers(arr)
-    start = 0
-    while start < len(arr):
-        end = int(np.searchsorted(offsets, offsets[start] + _CHUNK_BYTES, side="right")) - 1
-        end = min(max(end, start + 1), start + _CHUNK_ROWS, len(arr))
-        yield arr.slice(start, end - start)
-        start = end
-
-
-def minhash_signatures(
-    texts: "pa.Array | pa.ChunkedArray | list[str]",
-    num_perm: int = 128,
-    shingle_size: int = 5,
-    seed: int | np.random.Generator | None = 1,
-) -> np.ndarray:
-    """MinHash signatures, uint32 of shape (n, num_perm), over word shingles.
-
-    Text is normalized (`normalize_text`) and split on spaces; a shingle is
-    `shingle_size` consecutive words (a row with fewer words is one shingle
-    of all of them). Value i is the minimum over the row's shingles of
-    a_i * x mod 2**32, where x is the shingle's odd 32-bit hash and a_i an odd
-    multiplier drawn from `seed` (multiplicative hashing: a bijection of the
-    odd residues per i). Rows with no words get `EMPTY_SIGNATURE` in every
-    position and match nothing.
-    """
-    _check_signature_args(num_perm, shingle_size)
-    if not isinstance(texts, pa.ChunkedArray):
-        texts = as_string_array(texts)
-    a = _multipliers(num_perm, seed)
-    out = np.empty((len(texts), num_perm), dtype=np.uint32)
-    done = 0
-    for chunk in _chunks(texts):
-        data, offsets = normalize_buffers(chunk, collapse=False)
-        starts, lengths, counts = tokenize(data, offsets)
-        x, per_row = shingle_hashes(hash_spans(data, starts, lengths), counts, shingle_size)
-        out[done : done + len(chunk)] = _row_minima(x, per_row, a)
-        done += len(chunk)
-    return out
 
 
 # -- LSH, verification, clusters ---------------------------------------------
@@ -177,7 +32,7 @@ def choose_bands(threshold: float, num_perm: int, min_prob: float = 0.99) -> tup
     band, bands = num_perm // rows) whose S-curve 1 - (1 - J**r)**b gives a
     pair at Jaccard == threshold at least `min_prob` chance to be a candidate.
     Falls back to (num_perm, 1) when no banding reaches it."""
-    _check_threshold(threshold)
+    check_threshold(threshold)
     for r in range(num_perm, 0, -1):
         b = num_perm // r
         if 1.0 - (1.0 - threshold**r) ** b >= min_prob:
@@ -185,12 +40,12 @@ def choose_bands(threshold: float, num_perm: int, min_prob: float = 0.99) -> tup
     return num_perm, 1
 
 
-def _check_threshold(threshold: float) -> None:
+def check_threshold(threshold: float) -> None:
     if not isinstance(threshold, (int, float, np.floating)) or not 0.0 < threshold <= 1.0:
         raise UsageError(f"threshold must be a number in (0, 1], got {threshold!r}")
 
 
-def _check_max_bucket(max_bucket: int) -> None:
+def check_max_bucket(max_bucket: int) -> None:
     if not isinstance(max_bucket, (int, np.integer)) or max_bucket < 2:
         raise UsageError(f"max_bucket must be an integer >= 2, got {max_bucket!r}")
 
@@ -224,7 +79,7 @@ def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, start, np.diff(np.append(start, len(keys)))
 
 
-def _sorted_unique(x: np.ndarray) -> np.ndarray:
+def sorted_unique(x: np.ndarray) -> np.ndarray:
     x = np.sort(x)
     return x[np.concatenate([[True], x[1:] != x[:-1]])] if len(x) else x
 
@@ -286,7 +141,7 @@ def _lsh(sig: np.ndarray, bands: int, rows: int, max_bucket: int) -> tuple[np.nd
         lo, hi, c = bucket_pairs(bh[reps, k], live[reps], max_bucket)
         codes.append(lo * n + hi)
         capped += c
-    codes = _sorted_unique(np.concatenate(codes))
+    codes = sorted_unique(np.concatenate(codes))
     pairs = np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
     stats = {"empty_rows": n - len(live), "identical_signature_rows": len(live) - len(reps),
              "candidate_pairs": len(pairs), "capped_buckets": capped}
@@ -318,7 +173,7 @@ def lsh_candidates(
     num_perm = sig.shape[1] if num_perm is None else num_perm
     if not 1 <= num_perm <= sig.shape[1]:
         raise UsageError(f"num_perm must be in [1, {sig.shape[1]}] for these signatures, got {num_perm}")
-    _check_max_bucket(max_bucket)
+    check_max_bucket(max_bucket)
     bands, rows = choose_bands(threshold, num_perm, min_prob)
     return _lsh(sig, bands, rows, max_bucket)[0]
 
@@ -354,7 +209,7 @@ def cross_matches(query: np.ndarray, reference: np.ndarray, threshold: float = 0
     q, r = _check_signatures(query), _check_signatures(reference)
     if q.shape[1] != r.shape[1]:
         raise UsageError(f"signatures must have the same num_perm, got {q.shape[1]} and {r.shape[1]}")
-    _check_max_bucket(max_bucket)
+    check_max_bucket(max_bucket)
     best = np.zeros(len(q), dtype=np.float32)
     match = np.full(len(q), -1, dtype=np.int64)
     r_live = np.flatnonzero(r[:, 0] != EMPTY_SIGNATURE)
@@ -378,7 +233,7 @@ def cross_matches(query: np.ndarray, reference: np.ndarray, threshold: float = 0
         keys.append(qi * len(r) + ri)
     if not keys:
         return best, match
-    pairs = _sorted_unique(np.concatenate(keys))
+    pairs = sorted_unique(np.concatenate(keys))
     pairs = np.stack([pairs // len(r), pairs % len(r)], axis=1)
     jac = _cross_jaccard(q, r, pairs)
     ok = jac >= threshold
@@ -455,8 +310,8 @@ def near_duplicate_clusters(
     exactly at the threshold survives its estimator's noise with probability
     ~98% (verify_z=2); verify_z=0 verifies at the threshold itself.
     """
-    _check_threshold(threshold)
-    _check_max_bucket(max_bucket)
+    check_threshold(threshold)
+    check_max_bucket(max_bucket)
     if not verify_z >= 0:
         raise UsageError(f"verify_z must be >= 0, got {verify_z}")
     clock = {"start": time.perf_counter()}

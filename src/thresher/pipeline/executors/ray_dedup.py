@@ -57,9 +57,9 @@ def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray", num_pe
                                 verify_z: float = 2.0, max_bucket: int = 16, block_rows: int | None = None,
                                 cpus: float = 1) -> RayNearDupResult:
     """`minhash.near_duplicate_clusters(texts, ...)`'s `dup_cluster`, computed on Ray."""
-    mh._check_signature_args(num_perm, shingle_size)
-    mh._check_threshold(threshold)
-    mh._check_max_bucket(max_bucket)
+    mh.check_signature_args(num_perm, shingle_size)
+    mh.check_threshold(threshold)
+    mh.check_max_bucket(max_bucket)
     if not verify_z >= 0:
         raise UsageError(f"verify_z must be >= 0, got {verify_z}")
     clock = [time.perf_counter()]
@@ -86,7 +86,7 @@ def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray", num_pe
     if reducers == 1:
         records = [[r] for r in records]
     buckets = ray.get([tasks["band_pairs"].remote(max_bucket, *[r[p] for r in records]) for p in range(reducers)])
-    codes = mh._sorted_unique(np.concatenate([star_lo * n + star_hi] + [b[0][:, 0] * n + b[0][:, 1] for b in buckets]))
+    codes = mh.sorted_unique(np.concatenate([star_lo * n + star_hi] + [b[0][:, 0] * n + b[0][:, 1] for b in buckets]))
     candidates = np.stack([codes // max(n, 1), codes % max(n, 1)], axis=1)
     clock.append(time.perf_counter())
     # 4. verification, by pair of blocks
@@ -178,7 +178,7 @@ def _band_pairs(max_bucket, *shares):
         lo, hi, c = mh.bucket_pairs(keys[mine], ids[mine], max_bucket)
         codes.append(lo * n + hi)
         capped += c
-    codes = mh._sorted_unique(np.concatenate(codes))
+    codes = mh.sorted_unique(np.concatenate(codes))
     return np.stack([codes // n, codes % n], axis=1), capped
 
 
