@@ -133,6 +133,17 @@ def test_ray_near_dup_clusters_equal_local(ray_executor, threshold, max_bucket, 
         assert local.stats["capped_buckets"] > 0  # the star rule for big buckets was exercised
 
 
+def test_blocks_ship_only_their_own_rows():
+    import pickle
+
+    from thresher.pipeline.executors.ray_dedup import block_texts
+
+    texts = pa.array([f"row {i} " + "word " * 50 for i in range(20_000)], pa.large_string())
+    block = block_texts(texts, 1000, 1100)
+    assert block.to_pylist() == texts.slice(1000, 100).to_pylist()
+    assert len(pickle.dumps(block)) < len(pickle.dumps(texts)) / 100  # not the whole pool's buffers
+
+
 def test_dedup_select_on_ray_keeps_the_same_ids(ray_executor, pool_path, tmp_path, capsys):
     manifests = {}
     for name in ("local", "ray"):
