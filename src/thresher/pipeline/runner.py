@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from thresher.core.arrays import count_distinct
 from thresher.core.budget import Budget
 from thresher.core.selection import Selection
 from thresher.errors import InputError, ThresherError, UsageError
@@ -30,8 +31,13 @@ class StepSpec:
 class RunResult:
     selection: Selection  # indices into the pool
     trace: list[dict[str, Any]]
-    removed: list[tuple[int, str, str]] = field(default_factory=list)  # (pool row, step, reason)
+    removed_parts: list[tuple[np.ndarray, str, str]] = field(default_factory=list)  # (pool rows, step, reason)
     coverage: dict[str, Any] | None = None  # per-category pool vs kept (pipeline.coverage)
+
+    @property
+    def removed(self) -> list[tuple[int, str, str]]:
+        """(pool row, step, reason) for each removed row, in pool-row order."""
+        return sorted((int(r), step, reason) for rows, step, reason in self.removed_parts for r in rows.tolist())
 
 
 def run_steps(pool, steps: list[StepSpec], seed: int = 0, store=None, progress=None,
@@ -113,10 +119,10 @@ def _build(spec: StepSpec, seed: int, recipe_path: str | None):
 
 
 def _trace_entry(pool, spec: StepSpec, budget: Budget | None, current: np.ndarray,
-                 sel: Selection) -> tuple[dict[str, Any], list[tuple[int, str, str]]]:
+                 sel: Selection) -> tuple[dict[str, Any], list[tuple[np.ndarray, str, str]]]:
     removed = dict(getattr(sel, "removed", {}) or {})
     accounted = sum(len(v) for v in removed.values())
-    dropped_total = len(current) - len(np.unique(sel.indices))
+    dropped_total = len(current) - count_distinct(sel.indices)
     if accounted < dropped_total:  # designs don't name reasons: whatever they left out was not drawn
         mask = np.ones(len(current), dtype=bool)
         mask[sel.indices] = False
@@ -128,7 +134,7 @@ def _trace_entry(pool, spec: StepSpec, budget: Budget | None, current: np.ndarra
         pool_rows = current[np.asarray(local, dtype=np.int64)]
         by_reason[reason] = int(len(pool_rows))
         examples[reason] = pool.ids_of(pool_rows[:EXAMPLES_PER_REASON]).tolist()
-        rows += [(int(r), spec.name, reason) for r in pool_rows.tolist()]
+        rows.append((pool_rows, spec.name, reason))
     entry = {"step": spec.name, "params": _plain(spec.params), "budget": budget.to_json() if budget else None,
              "rows_in": int(len(current)), "rows_out": int(len(sel.indices)), "removed": by_reason,
              "removed_examples": examples, "diagnostics": _plain(sel.diagnostics)}

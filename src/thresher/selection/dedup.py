@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from thresher.core.arrays import dense_codes
 from thresher.errors import UsageError
 from thresher.selection.base import deterministic
 
@@ -93,7 +94,9 @@ class DedupSelector:
         n = len(ds)
         groups = self._groups(features, n)
         kept = keep_one_per_group(groups, self._priority(features, n))
-        dropped = np.setdiff1d(np.arange(n), kept)
+        keep = np.zeros(n, bool)
+        keep[kept] = True
+        dropped = np.flatnonzero(~keep)
         reason = {"exact": "exact duplicate", "near": "near duplicate (MinHash)",
                   "semantic": f"semantic duplicate (cosine >= {self.threshold})"}[self.kind]
         diagnostics = {"groups": int(len(kept)), "duplicates_removed": int(len(dropped)),
@@ -103,9 +106,9 @@ class DedupSelector:
 
     def _groups(self, features: dict[str, np.ndarray], n: int) -> np.ndarray:
         if self.kind == "exact":
-            return np.unique(np.asarray(features["exact_hash"]), return_inverse=True)[1].ravel()
+            return dense_codes(features["exact_hash"])
         if self.kind == "near":
-            return np.unique(np.asarray(features["dup_cluster"]), return_inverse=True)[1].ravel()
+            return dense_codes(features["dup_cluster"])
         return semantic_groups(features["embedding"], np.asarray(features["cluster"]), self.threshold)
 
     def _priority(self, features: dict[str, np.ndarray], n: int) -> np.ndarray:
