@@ -164,7 +164,7 @@ def _run_with_progress(sim, X, y, label_field: str, silent: bool) -> dict:
         return sim.run(X, y, label_field=label_field, progress=lambda done, total: bar.update(task, completed=done))
 
 
-def budget_rows(labeled: list[int], most: int = 12) -> list[int]:
+def table_positions(labeled: list[int], most: int = 12) -> list[int]:
     """At most `most` round positions, evenly spread, first and last included."""
     if len(labeled) <= most:
         return list(range(len(labeled)))
@@ -181,7 +181,7 @@ def print_budget_table(traj: dict[str, Any]) -> None:
     first = traj["strategies"][names[0]]
     title = f"{escape_data(traj['metric'])} on held-out rows (mean ± 95% CI over {len(first['seeds'])} seeds)"
     table = Table("labels", *map(escape_data, names), title=title)
-    for j in budget_rows(first["labeled"]):
+    for j in table_positions(first["labeled"]):
         cells = []
         for name in names:
             s = traj["strategies"][name]
