@@ -15,7 +15,6 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from thresher import api  # noqa: E402
-from thresher.cli.app import main  # noqa: E402
 from thresher.features.base import Featurizer  # noqa: E402
 from thresher.features.execution import use_executor  # noqa: E402
 from thresher.features.featurize import featurize  # noqa: E402
@@ -23,6 +22,7 @@ from thresher.features.minhash import near_duplicate_clusters  # noqa: E402
 from thresher.features.store import FeatureStore  # noqa: E402
 from thresher.pipeline.executors import make_executor  # noqa: E402
 from thresher.pipeline.executors.ray_dedup import near_duplicate_clusters_ray  # noqa: E402
+from tests.helpers import run_cli  # noqa: E402
 
 FEATURES = ["text", "quality", "tags", "exact_dup", "near_dup", "embed_static", "cluster", "complexity",
             "quality_score"]
@@ -67,13 +67,7 @@ def pool_path(tmp_path_factory):
 
 
 def run(args, capsys):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(args, capsys)
 
 
 def without_executor(manifest_path) -> dict:
