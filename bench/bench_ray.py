@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -62,8 +61,7 @@ def child(pool: Path, executor: str, num_cpus: int) -> None:
     print(json.dumps({
         "stages": {b: round(clock[b] - clock[a], 2) for a, b in zip(names, names[1:])},
         "kept_after_dedup": run.trace[0]["rows_out"],
-        "selected": len(ids), "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
-        "driver_peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+        "selected": len(ids), "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]}))
 
 
 def _descendants(proc):

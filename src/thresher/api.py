@@ -58,7 +58,7 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
     from thresher.features.execution import use_executor
     from thresher.features.store import FeatureStore
     from thresher.pipeline.coverage import CoverageSpec
-    from thresher.pipeline.executors import make_executor
+    from thresher.pipeline.executors import make_executor, manifest_fields
     from thresher.pipeline.recipe import load_recipe, step_line
     from thresher.pipeline.runner import StepSpec, run_steps, write_removed
 
@@ -89,7 +89,7 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
                               extra_columns=_provenance_columns(pool, run.selection),
                               extra={"recipe": {"path": str(path), **recipe.model_dump(mode="json")},
                                      "trace": run.trace, "coverage": run.coverage,
-                                     **({} if chosen.name == "local" else {"executor": chosen.describe()})})
+                                     **manifest_fields(chosen)})
     if keep_removed or recipe.output.keep_removed:
         write_removed(pool, run.removed, removed_path)
     return {"output": str(written.output), "manifest": str(written.manifest), "rows": len(run.selection),

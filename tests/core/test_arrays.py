@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from thresher.core.arrays import count_distinct, dense_codes
+from thresher.core.arrays import count_distinct, dense_codes, sorted_unique
 
 
 @pytest.mark.parametrize("values", [
@@ -17,3 +17,4 @@ def test_dense_codes_and_count_match_np_unique(values):
     assert np.array_equal(dense_codes(values), np.unique(values, return_inverse=True)[1].ravel())
     assert dense_codes(values).dtype == np.int64
     assert count_distinct(values) == len(np.unique(values))
+    assert np.array_equal(sorted_unique(values), np.unique(values))

@@ -51,3 +51,18 @@ def test_local_executor_near_dup_is_minhash_near_duplicate_clusters():
     expected = near_duplicate_clusters(texts, threshold=0.7).dup_cluster
     assert np.array_equal(LOCAL.near_duplicate_clusters(texts, threshold=0.7), expected)
     assert LOCAL.describe() == {"name": "local"}
+
+
+def test_a_ray_address_with_the_local_executor_is_an_error_not_ignored(tmp_path, capsys):
+    from tests.helpers import run_cli
+
+    with pytest.raises(UsageError, match="--ray-address needs --executor ray"):
+        make_executor("local", address="ray://head:10001")
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text('{"instruction": "a b c", "output": "d e f"}\n')
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {pool}\nexecutor: local\nsteps:\n  - dedup: {{kind: exact}}\n"
+                      f"output: {tmp_path / 'o.jsonl'}\n")
+    code, _, err = run_cli(["run", recipe, "--ray-address", "auto"], capsys)
+    assert code == 2 and "--ray-address needs --executor ray" in err
+    assert not (tmp_path / "o.jsonl").exists()

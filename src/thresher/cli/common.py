@@ -48,12 +48,8 @@ def print_json(data) -> None:
 def executor_scope(executor: Optional[str], ray_address: Optional[str] = None) -> Iterator[dict]:
     """Run the enclosed command's featurizing on `executor`; yields the manifest
     fields it adds (`{"executor": {...}}` for ray, nothing for local)."""
-    from thresher.errors import UsageError
-    from thresher.pipeline.executors import make_executor, parse_executor, use_executor
+    from thresher.pipeline.executors import make_executor, manifest_fields, use_executor
 
-    name = parse_executor(executor or "local")["name"]
-    if ray_address and name != "ray":
-        raise UsageError("--ray-address needs --executor ray")
-    chosen = make_executor(name, address=ray_address)
+    chosen = make_executor(executor or "local", address=ray_address)
     with use_executor(chosen):
-        yield {} if chosen.name == "local" else {"executor": chosen.describe()}
+        yield manifest_fields(chosen)

@@ -22,7 +22,12 @@ def dense_codes(values: np.ndarray) -> np.ndarray:
     return codes
 
 
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """`np.unique(values)` (sorted distinct values), by sorting."""
+    values = np.sort(np.asarray(values).ravel())
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
 def count_distinct(values: np.ndarray) -> int:
     """`len(np.unique(values))`, by sorting."""
-    values = np.sort(np.asarray(values).ravel())
-    return int(len(values) and 1 + np.count_nonzero(values[1:] != values[:-1]))
+    return len(sorted_unique(values))

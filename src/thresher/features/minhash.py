@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from thresher.core.arrays import sorted_unique
 from thresher.errors import UsageError
 from thresher.features.shingles import (  # noqa: F401 (re-exported: the signatures' public names)
     EMPTY_SIGNATURE,
@@ -77,11 +78,6 @@ def key_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     skeys = keys[order]
     start = np.flatnonzero(np.concatenate([[True], skeys[1:] != skeys[:-1]])) if len(keys) else order
     return order, start, np.diff(np.append(start, len(keys)))
-
-
-def sorted_unique(x: np.ndarray) -> np.ndarray:
-    x = np.sort(x)
-    return x[np.concatenate([[True], x[1:] != x[:-1]])] if len(x) else x
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

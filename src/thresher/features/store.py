@@ -31,8 +31,8 @@ import pyarrow.parquet as pq
 
 from thresher.data.writers import atomic_path
 from thresher.errors import ThresherError, UsageError
-from thresher.features.base import Featurizer, checked_table
-from thresher.features.execution import current_executor
+from thresher.features.base import Featurizer
+from thresher.features.execution import LOCAL, current_executor
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +140,8 @@ class FeatureStore:
     def _run(featurizer: Featurizer, todo) -> Iterator[tuple[int, pa.Table]]:
         """Row featurizers go to the active executor (local or Ray); a global one
         runs here and reaches the executor itself where it has a distributed form."""
-        if featurizer.scope == "row":
-            yield from current_executor().map_parts(featurizer, todo)
-            return
-        for i, batch in todo:
-            yield i, checked_table(featurizer, featurizer.compute(batch), batch.num_rows)
+        executor = current_executor() if featurizer.scope == "row" else LOCAL
+        yield from executor.map_parts(featurizer, todo)
 
     def _meta(self, entry: Path, featurizer: Featurizer, n: int) -> dict:
         """The entry's `_meta.json`; an unfinished entry keeps its chunking so

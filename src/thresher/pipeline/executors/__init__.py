@@ -13,7 +13,8 @@ from thresher.features.execution import LOCAL, Executor, current_executor, use_e
 
 EXECUTORS = ("local", "ray")
 
-__all__ = ["EXECUTORS", "Executor", "current_executor", "make_executor", "parse_executor", "use_executor"]
+__all__ = ["EXECUTORS", "Executor", "current_executor", "make_executor", "manifest_fields", "parse_executor",
+           "use_executor"]
 
 
 def parse_executor(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -42,8 +43,16 @@ def make_executor(spec: str | Mapping[str, Any] | None = "local", *, address: st
     `address`/`num_cpus` given here override the spec's."""
     spec = parse_executor(spec)
     if spec["name"] == "local":
+        if address:
+            raise UsageError("--ray-address needs --executor ray (a Ray address means nothing to the local executor)")
         return LOCAL
     from thresher.pipeline.executors.ray_executor import RayExecutor
 
     return RayExecutor(address=address or spec.get("address"), num_cpus=num_cpus or spec.get("num_cpus"),
                        block_rows=spec.get("block_rows"))
+
+
+def manifest_fields(executor: Executor) -> dict[str, Any]:
+    """What an executor adds to a manifest: `{"executor": {...}}` for ray, nothing
+    for local (so a local run's manifest is the same as before executors existed)."""
+    return {} if executor.name == "local" else {"executor": executor.describe()}

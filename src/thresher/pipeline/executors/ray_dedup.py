@@ -71,12 +71,12 @@ def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray", num_pe
 
     # 1. signatures and the whole-key shuffle's map side
     texts = _as_array(texts)
-    outs = [tasks["signatures"].options(num_returns=3 + reducers).remote(
+    outs = [tasks["signatures"].options(num_returns=4 + reducers).remote(
         block_texts(texts, start, stop), int(start), num_perm, shingle_size, seed, bands, rows, reducers)
         for start, stop in zip(bounds[:-1], bounds[1:])]
-    sig_refs, live_refs, band_refs = [o[0] for o in outs], [o[1] for o in outs], [o[2] for o in outs]
+    sig_refs, live_refs, band_refs, live_counts = ([o[k] for o in outs] for k in range(4))
     # 2. identical banded signatures: stars, and the rows that leave the band stage
-    stars = ray.get([tasks["stars"].remote(*[o[3 + p] for o in outs]) for p in range(reducers)])
+    stars = ray.get([tasks["stars"].remote(*[o[4 + p] for o in outs]) for p in range(reducers)])
     star_lo = np.concatenate([np.zeros(0, np.int64)] + [s[0] for s in stars])
     star_hi = np.concatenate([np.zeros(0, np.int64)] + [s[1] for s in stars])
     followers = ray.put(np.sort(star_hi))
@@ -98,7 +98,7 @@ def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray", num_pe
     cluster = mh.connected_components(n, pairs)
     clock.append(time.perf_counter())
     sizes = np.bincount(cluster, minlength=n)
-    live_rows = sum(len(x) for x in ray.get(live_refs))
+    live_rows = sum(ray.get(live_counts))
     stats = {"rows": n, "blocks": len(bounds) - 1, "empty_rows": n - live_rows,
              "identical_signature_rows": int(len(star_hi)), "candidate_pairs": int(len(candidates)),
              "capped_buckets": int(sum(b[1] for b in buckets)), "verify_threshold": float(cut),
@@ -147,7 +147,7 @@ def _signatures(texts, first_row, num_perm, shingle_size, seed, bands, rows, red
     live_rows = live.astype(np.int64) + first_row
     dest = (whole % np.uint64(reducers)).astype(np.int64)
     shares = [(whole[dest == p], live_rows[dest == p]) for p in range(reducers)]
-    return (sig, live_rows, band, *shares)
+    return (sig, live_rows, band, len(live_rows), *shares)  # the count: stats need no gather of the rows
 
 
 def _stars(*shares):
