@@ -58,7 +58,7 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
     from thresher.features.execution import use_executor
     from thresher.features.store import FeatureStore
     from thresher.pipeline.coverage import CoverageSpec
-    from thresher.pipeline.executors import make_executor, manifest_fields
+    from thresher.pipeline.executors import make_executor, manifest_fields, read_pool
     from thresher.pipeline.recipe import load_recipe, step_line
     from thresher.pipeline.runner import StepSpec, run_steps, write_removed
 
@@ -68,7 +68,8 @@ def run_recipe(path: str | Path, *, overwrite: bool = False, keep_removed: bool 
     except UsageError as err:
         raise InputError(str(path), str(err), line=lines.get(("executor",))) from None
     data = _resolve_near(recipe.data, Path(path))
-    result = read_dataset(data, record_format=recipe.format, field_map=recipe.field_map, on_error=recipe.on_error)
+    with use_executor(chosen):  # under ray, the pool is read shard by shard on the workers
+        result = read_pool(data, record_format=recipe.format, field_map=recipe.field_map, on_error=recipe.on_error)
     pool = result.dataset
     specs = [StepSpec(name, dict(params or {}), step_line(lines, i, name))
              for i, step in enumerate(recipe.steps) for name, params in step.items()]

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from thresher.cli.terminal import escape_data, printable, printable_json  # noqa: F401  (the escaping chokepoint)
 from thresher.data.formats import parse_field_map
-from thresher.data.readers import ReadResult, read_dataset
+from thresher.data.readers import ReadResult
 
 # emoji=False: a label like ":warning:" must print as written, not as an emoji.
 # Strings from the data still go through `escape_data` (markup, controls).
@@ -35,8 +35,11 @@ def split_list(text: Optional[str]) -> list[str]:
 
 def read_input(path: str, record_format: Optional[str], field_map: Optional[str],
                input_format: Optional[str], on_error: str = "raise") -> ReadResult:
-    return read_dataset(path, file_format=input_format, record_format=record_format,
-                        field_map=parse_field_map(field_map), on_error=on_error)
+    """The pool; inside `executor_scope` with ray, read shard by shard on the workers."""
+    from thresher.pipeline.executors import read_pool
+
+    return read_pool(path, file_format=input_format, record_format=record_format,
+                     field_map=parse_field_map(field_map), on_error=on_error)
 
 
 def print_json(data) -> None:

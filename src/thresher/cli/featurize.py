@@ -31,9 +31,9 @@ def register(app: typer.Typer) -> None:
         from thresher.features.featurize import export, featurize
         from thresher.features.store import FeatureStore, dataset_fingerprint
 
-        ds = read_input(data, record_format, field_map, input_format).dataset
         store = FeatureStore(cache)
         if clear_cache:
+            ds = read_input(data, record_format, field_map, input_format).dataset
             removed = store.clear(dataset_fingerprint(ds))
             console.print(f"removed {removed} cached feature entries of {escape_data(data)} from "
                           f"{escape_data(store.root)}")
@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
             check_output_path(out, [data], overwrite, kind="file")
         names = split_list(features) or None
         with executor_scope(executor, ray_address), _progress(quiet or as_json) as progress:
+            ds = read_input(data, record_format, field_map, input_format).dataset
             table = featurize(ds, names, store=store, progress=progress)
         stats = store.stats.as_dict()
         if out is not None:

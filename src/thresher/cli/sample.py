@@ -107,10 +107,10 @@ def register(app: typer.Typer) -> None:
             from thresher.data.writers import check_output_path
 
             check_output_path(report, [data], overwrite)
-        result = read_input(data, record_format, field_map, input_format, on_error)
-        pool = result.dataset
         fields = split_list(by) + [variance_of, cost_of, cluster_by, icc_of, sort_by, check_field, size_by, estimate]
-        with executor_scope(executor, ray_address) as extra:  # features on workers; the design runs here
+        with executor_scope(executor, ray_address) as extra:  # rows and features on workers; the design runs here
+            result = read_input(data, record_format, field_map, input_format, on_error)
+            pool = result.dataset
             design_pool = attach_features(pool, [f for f in fields if f and f != "cluster"], cache)
             if kmeans_k is not None or "cluster" in fields:
                 design_pool = attach_kmeans(design_pool, kmeans_k, cache)

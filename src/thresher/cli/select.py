@@ -134,14 +134,14 @@ def register(app: typer.Typer) -> None:
             params["fields"] = split_list(fields)
         coverage = _coverage_option(min_per_category, coverage_by)
         params.update({k: v for k, v in (("n", n), ("fraction", fraction), ("tokens", tokens)) if v is not None})
-        result = read_input(data, record_format, field_map, input_format, on_error)
-        pool = result.dataset
         removed_path = output.with_name(f"{output.stem}.removed.jsonl")
-        if keep_removed:
-            check_output_path(removed_path, [pool.source.path], overwrite)
-        if report:
-            check_output_path(report, [pool.source.path], overwrite)
         with executor_scope(executor, ray_address) as executor_field:
+            result = read_input(data, record_format, field_map, input_format, on_error)
+            pool = result.dataset
+            if keep_removed:
+                check_output_path(removed_path, [pool.source.path], overwrite)
+            if report:
+                check_output_path(report, [pool.source.path], overwrite)
             run = run_steps(pool, [StepSpec(method, params)], seed=seed, store=FeatureStore(cache),
                             coverage=coverage)
         written = write_selection(pool, run.selection, output, command="select", rejects=result.rejects,

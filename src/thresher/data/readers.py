@@ -188,25 +188,34 @@ def _load_jsonl(path: Path, on_error: str) -> _Loaded:
         raise InputError(str(path), "the file is empty (no records)")
     with ThreadPoolExecutor(max_workers=1) as pool:
         sha_future = pool.submit(_sha256, buf)  # hashlib releases the GIL: hash while we index and parse
-        starts, ends = _line_spans(buf)
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        nonempty = ends > starts
-        first_byte = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
-        lines = np.flatnonzero(nonempty)
-        plain = (b"\x00" not in buf and np.all(first_byte[nonempty] == 0x7B)
-                 and nesting_is_shallow(buf, arr, starts, ends))  # checked first: deep nesting crashes Arrow
-        table = try_arrow_json(buf) if plain else None
-        sha = sha_future.result()
+        loaded = load_jsonl_bytes(buf)
+        loaded.sha256 = sha_future.result()
+    return loaded
+
+
+def load_jsonl_bytes(buf: bytes, lines_before: int = 0) -> _Loaded:
+    """JSONL records of `buf` (a whole file, or a shard of one cut at a line
+    boundary after `lines_before` lines: origins are the file's line numbers)."""
+    if not buf or buf.isspace():
+        return _Loaded(pa.table({}), np.zeros(0, np.int64), "line", RawRecords(buf, [], []), "", [])
+    starts, ends = _line_spans(buf)
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    nonempty = ends > starts
+    first_byte = np.where(nonempty, arr[np.minimum(starts, len(arr) - 1)], 0)
+    lines = np.flatnonzero(nonempty)
+    plain = (b"\x00" not in buf and np.all(first_byte[nonempty] == 0x7B)
+             and nesting_is_shallow(buf, arr, starts, ends))  # checked first: deep nesting crashes Arrow
+    table = try_arrow_json(buf) if plain else None
     if table is not None and table.num_rows == len(lines) and arrow_table_is_clean(table):
         raw = RawRecords(buf, starts[lines], ends[lines])
-        return _Loaded(table, lines + 1, "line", raw, sha, [])
-    return _load_jsonl_slow(path, buf, sha, starts, ends)
+        return _Loaded(table, lines + 1 + lines_before, "line", raw, "", [])
+    return _load_jsonl_slow(buf, starts, ends, lines_before)
 
 
-def _load_jsonl_slow(path: Path, buf: bytes, sha: str, starts: np.ndarray, ends: np.ndarray) -> _Loaded:
+def _load_jsonl_slow(buf: bytes, starts: np.ndarray, ends: np.ndarray, lines_before: int = 0) -> _Loaded:
     records, origin, keep, problems, raw_text = [], [], [], [], {}
     for i, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
-        line_no = i + 1
+        line_no = i + 1 + lines_before
         chunk = buf[s:e]
         if not chunk.strip():
             continue
@@ -237,7 +246,7 @@ def _load_jsonl_slow(path: Path, buf: bytes, sha: str, starts: np.ndarray, ends:
     bad = {p.row for p in kind_problems}
     mask = np.array([o not in bad for o in origin], dtype=bool)
     raw = RawRecords(buf, starts[keep_arr][mask], ends[keep_arr][mask])
-    return _Loaded(table, np.asarray(origin, dtype=np.int64)[mask], "line", raw, sha, problems, raw_text)
+    return _Loaded(table, np.asarray(origin, dtype=np.int64)[mask], "line", raw, "", problems, raw_text)
 
 
 # -- JSON array -------------------------------------------------------------

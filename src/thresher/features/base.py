@@ -44,6 +44,9 @@ class Featurizer:
     output_columns: ClassVar[tuple[str, ...]] = ()
     chunk_rows: ClassVar[int | None] = None  # preferred chunk size (slow featurizers want small ones)
     loads_model: ClassVar[bool] = False  # on Ray: an actor pool, so each worker loads the model once
+    # A global featurizer that takes a sharded pool's `ShardedInput` as it is
+    # (its executor reads the shards on workers) instead of gathering every row here.
+    reads_shards: ClassVar[bool] = False
 
     @property
     def columns(self) -> list[str]:

@@ -9,7 +9,12 @@ runs them, so cache entries are shared between executors:
   store writes each finished part at once (a killed run resumes there);
 * ``near_duplicate_clusters(texts, **params)``: the global MinHash-LSH
   clusters (`minhash.near_duplicate_clusters`' ``dup_cluster``);
+* ``map_shards(fn, items, *args)``: ``fn(item, *args)`` for each item (a
+  shard of a pool read shard by shard), results in item order;
 * ``describe()``: what goes into a manifest's ``executor`` field.
+
+A part is a table, or a lazy part (``num_rows`` and ``materialize()``) that
+reads its rows where it runs: a worker reads its own shard of the file.
 
 `LocalExecutor` runs everything in this process. The Ray executor
 (`thresher.pipeline.executors`) runs the same featurizer code on Ray Data
@@ -21,14 +26,26 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import numpy as np
 import pyarrow as pa
 
 from thresher.features.base import Featurizer, checked_table
 
-Parts = Iterable[tuple[int, pa.Table]]
+Parts = Iterable[tuple[int, "pa.Table | LazyPart"]]
+
+
+class LazyPart(Protocol):
+    """Rows that are read where they are computed (a shard of the input file)."""
+
+    num_rows: int
+
+    def materialize(self) -> pa.Table: ...
+
+
+def materialize(part: "pa.Table | LazyPart") -> pa.Table:
+    return part if isinstance(part, pa.Table) else part.materialize()
 
 
 class Executor(Protocol):
@@ -36,7 +53,10 @@ class Executor(Protocol):
 
     def map_parts(self, featurizer: Featurizer, parts: Parts) -> Iterator[tuple[int, pa.Table]]: ...
 
-    def near_duplicate_clusters(self, texts: pa.Array, **params: Any) -> np.ndarray: ...
+    def near_duplicate_clusters(self, texts: "pa.Array | list[LazyPart]", checkpoint: str | None = None,
+                                **params: Any) -> np.ndarray: ...
+
+    def map_shards(self, fn: Callable[..., Any], items: list, *args: Any) -> Iterator[Any]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -47,13 +67,22 @@ class LocalExecutor:
     name = "local"
 
     def map_parts(self, featurizer: Featurizer, parts: Parts) -> Iterator[tuple[int, pa.Table]]:
-        for index, batch in parts:
+        for index, part in parts:
+            batch = part if featurizer.reads_shards else materialize(part)
             yield index, checked_table(featurizer, featurizer.compute(batch), batch.num_rows)
 
-    def near_duplicate_clusters(self, texts: pa.Array, **params: Any) -> np.ndarray:
+    def near_duplicate_clusters(self, texts: "pa.Array | list[LazyPart]", checkpoint: str | None = None,
+                                **params: Any) -> np.ndarray:
+        """One process computes every signature at once, so there is nothing to checkpoint."""
         from thresher.features.minhash import near_duplicate_clusters
 
+        if isinstance(texts, list):
+            texts = pa.concat_arrays([materialize(t) for t in texts]) if texts else pa.array([], pa.string())
         return np.asarray(near_duplicate_clusters(texts, **params).dup_cluster, np.int64)
+
+    def map_shards(self, fn: Callable[..., Any], items: list, *args: Any) -> Iterator[Any]:
+        for item in items:
+            yield fn(item, *args)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

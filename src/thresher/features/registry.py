@@ -76,6 +76,7 @@ class NearDup(Featurizer):
     name = "near_dup"
     version = "1"
     scope = "global"
+    reads_shards = True
     output_columns = ("dup_cluster",)
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle_size: int = 5, seed: int = 1,
@@ -94,11 +95,30 @@ class NearDup(Featurizer):
     def compute(self, batch: Batch) -> dict[str, pa.Array]:
         from thresher.features.execution import current_executor
 
+        if hasattr(batch, "parts"):  # a sharded pool: each shard's texts are read where its signatures are made
+            texts, checkpoint = [ShardTexts(part, self.field) for part in batch.parts], batch.checkpoint
+        else:
+            texts, checkpoint = field_texts(batch, self.field), None
         # The executor's clusters are identical to `minhash.near_duplicate_clusters`' (local or on Ray).
         clusters = current_executor().near_duplicate_clusters(
-            field_texts(batch, self.field), num_perm=self.num_perm, shingle_size=self.shingle_size,
+            texts, checkpoint=checkpoint, num_perm=self.num_perm, shingle_size=self.shingle_size,
             threshold=self.threshold, seed=self.seed)
         return {"dup_cluster": pa.array(np.asarray(clusters, np.int64))}
+
+
+class ShardTexts:
+    """One shard's texts for near-dup, read on the worker that signs them."""
+
+    def __init__(self, part, field: str):
+        self.part, self.field = part, field
+
+    @property
+    def num_rows(self) -> int:
+        return self.part.num_rows
+
+    def materialize(self) -> pa.Array:
+        texts = field_texts(self.part.materialize(), self.field)
+        return texts.combine_chunks() if isinstance(texts, pa.ChunkedArray) else texts
 
 
 class EmbedText(Featurizer):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -37,6 +38,7 @@ from thresher.features.execution import LOCAL, current_executor
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 50_000
+CHECKPOINTS = "_partial"  # an unfinished global entry's resumable work (near-dup signatures)
 Progress = Callable[[str, int, int], None]  # (featurizer name, rows done, rows total)
 _FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -118,14 +120,14 @@ class FeatureStore:
     def _compute(self, ds, featurizer: Featurizer, entry: Path, deps: list[pa.Table],
                  progress: Progress | None) -> pa.Table:
         n = len(ds)
-        meta = self._meta(entry, featurizer, n)
-        spans = _spans(n, meta["chunk_rows"], featurizer.scope)
+        meta = self._meta(entry, featurizer, n, _shard_rows(ds, featurizer))
+        spans = _spans(n, meta, featurizer.scope)
         parts: list[pa.Table | None] = []
         for i, (start, stop) in enumerate(spans):
             path = entry / f"part-{i:05d}.parquet"
             parts.append(_read_part(path, stop - start, featurizer.columns) if path.is_file() else None)
         self.stats.parts_resumed += sum(p is not None for p in parts)
-        todo = ((i, _input_batch(ds, featurizer, deps, *spans[i])) for i, p in enumerate(parts) if p is None)
+        todo = ((i, _input_part(ds, featurizer, deps, *spans[i], entry)) for i, p in enumerate(parts) if p is None)
         for i, part in self._run(featurizer, todo):
             _write_atomic(part, entry / f"part-{i:05d}.parquet")  # at once: a killed run resumes after it
             self.stats.parts_computed += 1
@@ -134,6 +136,7 @@ class FeatureStore:
                 progress(featurizer.name, spans[i][1], n)
         with atomic_path(entry / "_SUCCESS") as tmp:
             tmp.write_text(json.dumps({"rows": n, "parts": len(parts)}))
+        shutil.rmtree(entry / CHECKPOINTS, ignore_errors=True)  # a finished entry needs no partial work
         return _concat(parts)
 
     @staticmethod
@@ -143,14 +146,17 @@ class FeatureStore:
         executor = current_executor() if featurizer.scope == "row" else LOCAL
         yield from executor.map_parts(featurizer, todo)
 
-    def _meta(self, entry: Path, featurizer: Featurizer, n: int) -> dict:
+    def _meta(self, entry: Path, featurizer: Featurizer, n: int, part_rows: list[int] | None = None) -> dict:
         """The entry's `_meta.json`; an unfinished entry keeps its chunking so
-        that a resumed run lines its parts up with the finished ones."""
+        that a resumed run lines its parts up with the finished ones. A pool
+        read shard by shard has a part per shard (`part_rows`): an unfinished
+        entry chunked otherwise is started over."""
         path = entry / "_meta.json"
         if path.is_file():
             try:
                 meta = json.loads(path.read_text())
-                if meta.get("rows") == n and isinstance(meta.get("chunk_rows"), int) and meta["chunk_rows"] > 0:
+                if (meta.get("rows") == n and isinstance(meta.get("chunk_rows"), int) and meta["chunk_rows"] > 0
+                        and meta.get("part_rows") == part_rows):
                     return meta
             except (OSError, ValueError):
                 pass
@@ -159,6 +165,8 @@ class FeatureStore:
         meta = {"name": featurizer.name, "version": featurizer.version, "params": featurizer.params,
                 "depends_on": list(_dependency_keys(featurizer)), "scope": featurizer.scope,
                 "columns": featurizer.columns, "rows": n, "chunk_rows": max(1, chunk)}
+        if part_rows is not None:
+            meta["part_rows"] = part_rows
         entry.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=repr))
@@ -172,7 +180,7 @@ class FeatureStore:
         if meta.get("rows") != n:
             return None
         parts = []
-        for i, (start, stop) in enumerate(_spans(n, meta["chunk_rows"], featurizer.scope)):
+        for i, (start, stop) in enumerate(_spans(n, meta, featurizer.scope)):
             part = _read_part(entry / f"part-{i:05d}.parquet", stop - start, featurizer.columns)
             if part is None:
                 return None
@@ -209,12 +217,96 @@ def _remember(ds, digest: str) -> None:
         pass
 
 
-def _spans(n: int, chunk: int, scope: str) -> list[tuple[int, int]]:
-    """Row ranges of the parts: chunks for row featurizers, one span for global
-    ones (and one empty part for an empty dataset, so the columns keep a type)."""
+def _spans(n: int, meta: dict, scope: str) -> list[tuple[int, int]]:
+    """Row ranges of the parts: chunks (or the shards' rows) for row featurizers,
+    one span for global ones (and one empty part for an empty dataset, so the
+    columns keep a type)."""
     if scope != "row" or n == 0:
         return [(0, n)]
+    if meta.get("part_rows") is not None:
+        ends = np.cumsum(np.asarray(meta["part_rows"], np.int64)).tolist()
+        return list(zip([0] + ends[:-1], ends))
+    chunk = meta["chunk_rows"]
     return [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+
+
+def _shard_rows(ds, featurizer: Featurizer) -> list[int] | None:
+    """A sharded pool's part sizes (one part per shard) for a row featurizer."""
+    shards = getattr(ds, "shards", None)
+    if shards is None or featurizer.scope != "row" or len(ds) == 0:
+        return None
+    return [s.rows for s in shards]
+
+
+def _input_part(ds, featurizer: Featurizer, deps: list[pa.Table], start: int, stop: int, entry: Path):
+    """The part's input: a table, or for a sharded pool a `ShardInput` that the
+    worker computing it reads from its own shard."""
+    if getattr(ds, "shards", None) is None:
+        return _input_batch(ds, featurizer, deps, start, stop)
+    remote = set(ds.remote_columns()) | {"prompt", "response", "messages"}
+    if featurizer.scope == "row":
+        part = ds.shard_parts()[int(np.searchsorted([p.shard.row_start for p in ds.shard_parts()], start))]
+        return ShardInput(part, featurizer.inputs, _dep_slice(deps, start, stop), ds)
+    if featurizer.reads_shards:
+        parts = [ShardInput(p, featurizer.inputs, _dep_slice(deps, p.shard.row_start, p.shard.row_start + p.num_rows), ds)
+                 for p in ds.shard_parts()]
+        return ShardedInput(parts, len(ds), str(entry / CHECKPOINTS))
+    if remote & set(featurizer.inputs):
+        log.warning("%s needs every row's %s in one process: gathering them from the shards", featurizer.name,
+                    ", ".join(sorted(remote & set(featurizer.inputs))))
+    return _input_batch(ds, featurizer, deps, start, stop)
+
+
+def _dep_slice(deps: list[pa.Table], start: int, stop: int) -> pa.Table | None:
+    if not deps:
+        return None
+    names, arrays = [], []
+    for table in deps:
+        for name in table.column_names:
+            if name not in names:
+                names.append(name)
+                arrays.append(pa.concat_arrays([_slice(table.column(name), start, stop)]))  # compact: it is pickled
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+class ShardInput:
+    """A part of a sharded pool: the featurizer's input columns, read by the
+    worker from its shard, plus the dependencies' columns sent along."""
+
+    def __init__(self, part, inputs: list[str], deps: pa.Table | None, ds):
+        self.part, self.inputs, self.deps = part, list(inputs), deps
+        start, stop = part.shard.row_start, part.shard.row_start + part.num_rows
+        self.small = {n: pa.concat_arrays([_slice(ds.column(n), start, stop)])  # compact: it is pickled
+                      for n in self.inputs if n in ds.table.column_names or n == "id"}
+
+    @property
+    def num_rows(self) -> int:
+        return self.part.num_rows
+
+    def materialize(self) -> pa.Table:
+        """The table `_input_batch` gives for these rows."""
+        read = [n for n in self.inputs if n not in self.small]
+        table = self.part.columns(read) if read else None
+        arrays = [self.small[n] if n in self.small else table.column(n).combine_chunks() for n in self.inputs]
+        names = list(self.inputs)
+        if self.deps is not None:
+            for name in self.deps.column_names:
+                if name not in names:
+                    names.append(name)
+                    arrays.append(self.deps.column(name).combine_chunks())
+        return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+
+
+class ShardedInput:
+    """A global featurizer's input over a sharded pool: one `ShardInput` per
+    shard, and a folder where a distributed run keeps its partial work."""
+
+    def __init__(self, parts: list[ShardInput], num_rows: int, checkpoint: str):
+        self.parts, self.num_rows, self.checkpoint = parts, num_rows, checkpoint
+
+    def materialize(self) -> pa.Table:
+        tables = [p.materialize() for p in self.parts]
+        return pa.concat_tables(tables, promote_options="permissive") if tables else pa.table({})
 
 
 def _dependency_keys(featurizer: Featurizer) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from thresher.features.execution import LOCAL, Executor, current_executor, use_e
 EXECUTORS = ("local", "ray")
 
 __all__ = ["EXECUTORS", "Executor", "current_executor", "make_executor", "manifest_fields", "parse_executor",
-           "use_executor"]
+           "read_pool", "use_executor"]
 
 
 def parse_executor(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -29,7 +29,7 @@ def parse_executor(spec: str | Mapping[str, Any] | None) -> dict[str, Any]:
     spec = dict(spec)
     if spec["name"] not in EXECUTORS:
         raise UsageError(f"unknown executor {spec['name']!r}; choose one of {', '.join(EXECUTORS)}")
-    allowed = {"local": {"name"}, "ray": {"name", "address", "num_cpus", "block_rows"}}[spec["name"]]
+    allowed = {"local": {"name"}, "ray": {"name", "address", "num_cpus", "block_rows", "shard_bytes"}}[spec["name"]]
     extra = sorted(set(spec) - allowed)
     if extra:
         raise UsageError(f"executor {spec['name']}: unknown option(s) {', '.join(extra)}; "
@@ -49,10 +49,24 @@ def make_executor(spec: str | Mapping[str, Any] | None = "local", *, address: st
     from thresher.pipeline.executors.ray_executor import RayExecutor
 
     return RayExecutor(address=address or spec.get("address"), num_cpus=num_cpus or spec.get("num_cpus"),
-                       block_rows=spec.get("block_rows"))
+                       block_rows=spec.get("block_rows"), shard_bytes=spec.get("shard_bytes"))
 
 
 def manifest_fields(executor: Executor) -> dict[str, Any]:
     """What an executor adds to a manifest: `{"executor": {...}}` for ray, nothing
     for local (so a local run's manifest is the same as before executors existed)."""
     return {} if executor.name == "local" else {"executor": executor.describe()}
+
+
+def read_pool(path, **options):
+    """`read_dataset(path, **options)`'s result. Under a distributed executor a
+    JSONL or Parquet file is read shard by shard on its workers
+    (`thresher.data.sharded`): the same rows, ids and fingerprint, but only
+    the small columns come to this process."""
+    from thresher.data.readers import read_dataset
+    from thresher.data.sharded import can_shard, open_sharded
+
+    executor = current_executor()
+    if executor.name == "local" or not can_shard(path, options.get("file_format")):
+        return read_dataset(path, **options)
+    return open_sharded(path, executor.map_shards, shard_bytes=executor.shard_size(), **options)

@@ -22,8 +22,10 @@ of the keys (2, 3); the driver holds the row count's int64s and the pairs.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,31 +54,42 @@ def block_bounds(n: int, cpus: float, block_rows: int | None = None) -> np.ndarr
     return np.unique(np.r_[np.arange(0, n, block_rows), n]).astype(np.int64)
 
 
-def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray", num_perm: int = 128,
+def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray | list", num_perm: int = 128,
                                 shingle_size: int = 5, threshold: float = 0.8, seed: int = 1, *,
                                 verify_z: float = 2.0, max_bucket: int = 16, block_rows: int | None = None,
-                                cpus: float = 1) -> RayNearDupResult:
-    """`minhash.near_duplicate_clusters(texts, ...)`'s `dup_cluster`, computed on Ray."""
+                                cpus: float = 1, checkpoint: str | None = None) -> RayNearDupResult:
+    """`minhash.near_duplicate_clusters(texts, ...)`'s `dup_cluster`, computed on Ray.
+
+    `texts` is an array (cut into blocks here) or a list of lazy parts (a
+    sharded pool: `num_rows` and `materialize()`, read by the task that signs
+    them; one block each). With `checkpoint` (a folder every worker can
+    reach), each block's signatures are saved there, so a job killed later
+    resumes without signing again."""
     mh.check_signature_args(num_perm, shingle_size)
     mh.check_threshold(threshold)
     mh.check_max_bucket(max_bucket)
     if not verify_z >= 0:
         raise UsageError(f"verify_z must be >= 0, got {verify_z}")
     clock = [time.perf_counter()]
-    n = len(texts)
-    bounds = block_bounds(n, cpus, block_rows)
+    if isinstance(texts, list):
+        bounds = np.r_[0, np.cumsum([t.num_rows for t in texts])].astype(np.int64)
+        blocks = texts
+    else:
+        texts = _as_array(texts)
+        bounds = block_bounds(len(texts), cpus, block_rows)
+        blocks = [block_texts(texts, start, stop) for start, stop in zip(bounds[:-1], bounds[1:])]
+    n = int(bounds[-1])
     reducers = max(1, len(bounds) - 1)
     bands, rows = mh.choose_bands(threshold, num_perm)
     tasks = _remote_tasks(ray)
 
     # 1. signatures and the whole-key shuffle's map side
-    texts = _as_array(texts)
-    outs = [tasks["signatures"].options(num_returns=4 + reducers).remote(
-        block_texts(texts, start, stop), int(start), num_perm, shingle_size, seed, bands, rows, reducers)
-        for start, stop in zip(bounds[:-1], bounds[1:])]
-    sig_refs, live_refs, band_refs, live_counts = ([o[k] for o in outs] for k in range(4))
+    outs = [tasks["signatures"].options(num_returns=SHARES + reducers).remote(
+        block, int(start), int(stop), num_perm, shingle_size, seed, bands, rows, reducers, checkpoint)
+        for block, start, stop in zip(blocks, bounds[:-1], bounds[1:])]
+    sig_refs, live_refs, band_refs, live_counts, resumed = ([o[k] for o in outs] for k in range(SHARES))
     # 2. identical banded signatures: stars, and the rows that leave the band stage
-    stars = ray.get([tasks["stars"].remote(*[o[4 + p] for o in outs]) for p in range(reducers)])
+    stars = ray.get([tasks["stars"].remote(*[o[SHARES + p] for o in outs]) for p in range(reducers)])
     star_lo = np.concatenate([np.zeros(0, np.int64)] + [s[0] for s in stars])
     star_hi = np.concatenate([np.zeros(0, np.int64)] + [s[1] for s in stars])
     followers = ray.put(np.sort(star_hi))
@@ -99,7 +112,8 @@ def near_duplicate_clusters_ray(ray, texts: "pa.Array | pa.ChunkedArray", num_pe
     clock.append(time.perf_counter())
     sizes = np.bincount(cluster, minlength=n)
     live_rows = sum(ray.get(live_counts))
-    stats = {"rows": n, "blocks": len(bounds) - 1, "empty_rows": n - live_rows,
+    stats = {"rows": n, "blocks": len(bounds) - 1, "blocks_resumed": int(sum(ray.get(resumed))),
+             "empty_rows": n - live_rows,
              "identical_signature_rows": int(len(star_hi)), "candidate_pairs": int(len(candidates)),
              "capped_buckets": int(sum(b[1] for b in buckets)), "verify_threshold": float(cut),
              "verified_pairs": int(len(pairs)), "clusters": int(np.count_nonzero(sizes > 1)),
@@ -141,13 +155,48 @@ def _as_array(texts) -> pa.Array:
 
 
 # -- the tasks (module-level functions, wrapped once per Ray session) --------
-def _signatures(texts, first_row, num_perm, shingle_size, seed, bands, rows, reducers):
-    sig = mh.minhash_signatures(texts, num_perm, shingle_size, seed)
+SHARES = 5  # the signature task's returns before its per-reducer shares
+
+
+def _signatures(texts, first_row, stop_row, num_perm, shingle_size, seed, bands, rows, reducers, checkpoint):
+    sig, resumed = _saved_signatures(checkpoint, first_row, stop_row, num_perm)
+    if sig is None:
+        texts = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts.materialize()
+        sig = mh.minhash_signatures(texts, num_perm, shingle_size, seed)
+        _save_signatures(checkpoint, first_row, stop_row, sig)
     live, band, whole = mh.band_keys(sig, bands, rows)
     live_rows = live.astype(np.int64) + first_row
     dest = (whole % np.uint64(reducers)).astype(np.int64)
     shares = [(whole[dest == p], live_rows[dest == p]) for p in range(reducers)]
-    return (sig, live_rows, band, len(live_rows), *shares)  # the count: stats need no gather of the rows
+    return (sig, live_rows, band, len(live_rows), resumed, *shares)  # the count: stats need no gather of the rows
+
+
+def _signature_file(checkpoint: str, first_row: int, stop_row: int) -> Path:
+    return Path(checkpoint) / f"signatures-{first_row:012d}-{stop_row:012d}.npy"
+
+
+def _saved_signatures(checkpoint, first_row, stop_row, num_perm) -> tuple[np.ndarray | None, bool]:
+    """A block's signatures saved by an earlier, unfinished run (any damage: sign again)."""
+    if not checkpoint:
+        return None, False
+    try:
+        sig = np.load(_signature_file(checkpoint, first_row, stop_row))
+    except (OSError, ValueError):
+        return None, False
+    if sig.shape != (stop_row - first_row, num_perm) or sig.dtype != np.uint64:
+        return None, False
+    return sig, True
+
+
+def _save_signatures(checkpoint, first_row, stop_row, sig: np.ndarray) -> None:
+    if not checkpoint:
+        return
+    path = _signature_file(checkpoint, first_row, stop_row)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, sig)
+    os.replace(tmp, path)  # whole or absent: a task killed mid-write leaves only its temp file
 
 
 def _stars(*shares):

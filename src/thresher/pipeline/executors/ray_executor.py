@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from typing import Any, Iterator
 
 import numpy as np
@@ -25,6 +26,7 @@ from thresher.features.execution import Parts
 log = logging.getLogger(__name__)
 
 PART = "__thresher_part"
+LAZY = "__thresher_lazy_part"
 INSTALL_HINT = "the ray executor needs Ray: pip install 'thresher[ray]'"
 
 
@@ -63,14 +65,24 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, block_rows: int | None = None):
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, block_rows: int | None = None,
+                 shard_bytes: int | None = None):
         if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
             raise UsageError(f"executor ray: num_cpus must be a positive integer, got {num_cpus!r}")
         if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int)
                                        or block_rows < 1):
             raise UsageError(f"executor ray: block_rows must be a positive integer, got {block_rows!r}")
-        self.address, self.num_cpus, self.block_rows = address, num_cpus, block_rows
+        if shard_bytes is not None and (isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int)
+                                        or shard_bytes < 1):
+            raise UsageError(f"executor ray: shard_bytes must be a positive integer, got {shard_bytes!r}")
+        self.address, self.num_cpus, self.block_rows, self.shard_bytes = address, num_cpus, block_rows, shard_bytes
         self._ray = None
+
+    def shard_size(self) -> int:
+        """Bytes per shard of a pool read on the workers (`thresher.data.shards.SHARD_BYTES` by default)."""
+        from thresher.data import shards
+
+        return self.shard_bytes or shards.SHARD_BYTES
 
     @property
     def ray(self):
@@ -100,6 +112,9 @@ class RayExecutor:
             yield from self._map_window(featurizer, window)
 
     def _map_window(self, featurizer: Featurizer, parts: list[tuple[int, pa.Table]]) -> Iterator[tuple[int, pa.Table]]:
+        if parts and not isinstance(parts[0][1], pa.Table):
+            yield from self._map_lazy(featurizer, parts)
+            return
         sizes = {i: batch.num_rows for i, batch in parts}
         blocks = [batch.append_column(PART, pa.array(np.full(batch.num_rows, i, np.int64)))
                   for i, batch in parts if batch.num_rows]
@@ -113,23 +128,48 @@ class RayExecutor:
         yield from _regroup(out.iter_batches(batch_format="pyarrow", batch_size=None),
                             {i: n for i, n in sizes.items() if n})
 
-    def _udf(self, featurizer: Featurizer) -> dict[str, Any]:
+    def _map_lazy(self, featurizer: Featurizer, parts: list[tuple[int, Any]]) -> Iterator[tuple[int, pa.Table]]:
+        """Parts a worker reads itself (a sharded pool's shards): one Ray Data row
+        per part (the pickled reader, a few hundred bytes), one block per row."""
+        rows = [{PART: i, LAZY: pickle.dumps(part)} for i, part in parts]
+        out = self.ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            **self._udf(featurizer, lazy=True), batch_format="pyarrow", batch_size=1, zero_copy_batch=True)
+        yield from _regroup(out.iter_batches(batch_format="pyarrow", batch_size=None),
+                            {i: part.num_rows for i, part in parts})
+
+    def _udf(self, featurizer: Featurizer, lazy: bool = False) -> dict[str, Any]:
         if not featurizer.loads_model:
-            return {"fn": _compute_block, "fn_kwargs": {"featurizer": featurizer}}
+            return {"fn": _compute_lazy if lazy else _compute_block, "fn_kwargs": {"featurizer": featurizer}}
         cluster = self.cluster()
         gpus = 1 if cluster["gpus"] >= 1 else 0
         actors = max(1, int(cluster["gpus"] if gpus else cluster["cpus"]))
-        return {"fn": _FeaturizerActor, "fn_constructor_kwargs": {"featurizer": featurizer},
+        return {"fn": _FeaturizerActor, "fn_constructor_kwargs": {"featurizer": featurizer, "lazy": lazy},
                 "compute": self.ray.data.ActorPoolStrategy(min_size=1, max_size=actors), "num_gpus": gpus}
 
     # -- global near-duplicate clusters ---------------------------------------
-    def near_duplicate_clusters(self, texts: pa.Array, **params: Any) -> np.ndarray:
+    def near_duplicate_clusters(self, texts, checkpoint: str | None = None, **params: Any) -> np.ndarray:
         from thresher.pipeline.executors.ray_dedup import near_duplicate_clusters_ray
 
         result = near_duplicate_clusters_ray(self.ray, texts, block_rows=self.block_rows,
-                                             cpus=self.cluster()["cpus"], **params)
+                                             cpus=self.cluster()["cpus"], checkpoint=checkpoint, **params)
+        self.last_near_dup_stats = result.stats
         log.info("near-dup on ray: %s", result.stats)
         return result.dup_cluster
+
+    # -- shards of a pool ------------------------------------------------------
+    def map_shards(self, fn, items: list, *args: Any) -> Iterator[Any]:
+        """`fn(item, *args)` as Ray tasks (retried when a worker dies), a window
+        of two per CPU in flight, results in item order."""
+        task = self.ray.remote(max_retries=3)(fn)
+        shared = [self.ray.put(a) for a in args]
+        window = max(4, 2 * int(self.cluster()["cpus"]))
+        pending: list = []
+        for item in items:
+            pending.append(task.remote(item, *shared))
+            if len(pending) == window:
+                yield self.ray.get(pending.pop(0))
+        while pending:
+            yield self.ray.get(pending.pop(0))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address or os.environ.get("RAY_ADDRESS") or "local",
@@ -142,14 +182,24 @@ def _compute_block(block: pa.Table, featurizer: Featurizer) -> pa.Table:
     return out.append_column(PART, block.column(PART))
 
 
+def _compute_lazy(block: pa.Table, featurizer: Featurizer) -> pa.Table:
+    """Parts read here: each row of the block is a pickled reader of one part."""
+    out = []
+    for i, blob in zip(block.column(PART).to_pylist(), block.column(LAZY).to_pylist()):
+        batch = pickle.loads(blob).materialize()
+        features = checked_table(featurizer, featurizer.compute(batch), batch.num_rows)
+        out.append(features.append_column(PART, pa.array(np.full(features.num_rows, i, np.int64))))
+    return pa.concat_tables(out)
+
+
 class _FeaturizerActor:
     """A featurizer that keeps its model loaded between blocks (the model caches are per process)."""
 
-    def __init__(self, featurizer: Featurizer):
-        self.featurizer = featurizer
+    def __init__(self, featurizer: Featurizer, lazy: bool = False):
+        self.featurizer, self.lazy = featurizer, lazy
 
     def __call__(self, block: pa.Table) -> pa.Table:
-        return _compute_block(block, self.featurizer)
+        return (_compute_lazy if self.lazy else _compute_block)(block, self.featurizer)
 
 
 def _regroup(batches, sizes: dict[int, int]) -> Iterator[tuple[int, pa.Table]]:

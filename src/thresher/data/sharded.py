@@ -1,0 +1,303 @@
+"""`ShardedDataset`: a pool whose texts stay in its shards.
+
+`open_sharded` reads a JSONL or Parquet file the way `read_dataset` does,
+but each shard is parsed on a worker (`map_shards`, the executor's) and only
+a summary comes back: the small columns (every column a record format does
+not read its texts from), the origins and the ids. The driver then makes the
+whole-file decisions: the first bad line (or the rejects), duplicate given
+ids, occurrence numbers of derived ids, the record format of the union of
+columns. The result is a `Dataset` with the same rows, ids, origins and
+fingerprint as the whole-file read, so feature caches, steps and manifests
+are shared. Texts are read again on workers where they are needed (the
+FeatureStore's parts, the subset's rows); a step that asks the driver for a
+text column gets it gathered from the shards, with a warning.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from thresher.data.dataset import CANONICAL, Dataset, Source
+from thresher.data.formats import Problem, detect_format
+from thresher.data.readers import ReadResult, _check_input_path, _with_unit, detect_file_format
+from thresher.data.shards import (CONTENT_HASH, ORIGIN, SHARD_BYTES, SHARDABLE, Shard, ShardSummary, content_fields,
+                                  load_shard, plan_shards, rejects_of, shard_dataset, summarize_shard)
+from thresher.errors import InputError, UsageError
+
+log = logging.getLogger(__name__)
+
+# map_shards(fn, items, *args): fn(item, *args) for each item, results in item order
+MapShards = Callable[..., Iterator[Any]]
+
+
+def can_shard(path: str | Path, file_format: str | None = None) -> bool:
+    """Whether `path` is a file `open_sharded` can split (JSONL or Parquet)."""
+    path = Path(path)
+    try:
+        return path.is_file() and detect_file_format(path, file_format) in SHARDABLE
+    except UsageError:
+        return False
+
+
+def open_sharded(path: str | Path, map_shards: MapShards, *, file_format: str | None = None,
+                 record_format: str | None = None, field_map: dict[str, str] | None = None,
+                 on_error: str = "raise", shard_bytes: int = SHARD_BYTES) -> ReadResult:
+    """`read_dataset(path, ...)`'s result, read shard by shard through `map_shards`."""
+    if on_error not in ("raise", "skip"):
+        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
+    path = Path(path)
+    _check_input_path(path)
+    fmt = detect_file_format(path, file_format)
+    if fmt not in SHARDABLE:
+        raise UsageError(f"{path}: a {fmt} file is read whole; sharded reading takes {', '.join(SHARDABLE)}")
+    field_map = field_map or {}
+    try:
+        shards, sha = plan_shards(path, fmt, shard_bytes)
+    except OSError as err:
+        raise InputError(str(err.filename or path), f"cannot read ({err.strerror or err})") from None
+    if fmt == "jsonl" and shards[-1].stop == 0:
+        raise InputError(str(path), "the file is empty (no records)")
+    rfmt = record_format or _detect(path, shards, field_map)
+    summaries = list(map_shards(summarize_shard, shards, rfmt, field_map))
+    columns = _union_columns(summaries)
+    if not record_format and columns and detect_format(columns, str(path), None, field_map) != rfmt:
+        raise UsageError(f"{path}: the first shard reads as {rfmt} records but the whole file does not; "
+                         "pass --format")
+    return _assemble(path, sha, fmt, rfmt, field_map, on_error, shards, summaries, columns, map_shards)
+
+
+def _detect(path: Path, shards: list[Shard], field_map: dict[str, str]) -> str:
+    """The record format, from the first shard that has rows (read here)."""
+    for shard in shards:
+        table = load_shard(shard).table
+        if table.num_rows:
+            return detect_format(table.column_names, str(path), None, field_map)
+    return "unknown"
+
+
+def _union_columns(summaries: list[ShardSummary]) -> list[str]:
+    seen: dict[str, None] = {}
+    for s in summaries:
+        seen.update(dict.fromkeys(s.columns))
+    return list(seen)
+
+
+def _assemble(path, sha, fmt, rfmt, field_map, on_error, shards, summaries, columns, map_shards) -> ReadResult:
+    unit = summaries[0].unit if summaries else "line"
+    problems = [p for s in summaries for p in s.problems]
+    id_problems = _id_problems(summaries, unit)
+    problems = sorted(problems + id_problems, key=lambda p: p.row)
+    if not columns and not problems:
+        raise InputError(str(path), "no records (the input is empty)")
+    if problems and on_error == "raise":
+        p = problems[0]
+        raise InputError(str(path), p.reason, field=p.field, **{unit: p.row})
+    drop = np.array(sorted({p.row for p in id_problems}), np.int64)
+    small = _small_table(summaries, drop)
+    if small.num_rows == 0:
+        raise InputError(str(path), f"no valid records ({len(rejects_of(problems, unit, {}))} rejected)")
+    raw_text = {k: v for s in summaries for k, v in s.raw_text.items()}
+    _place(shards, summaries, drop)
+    if len(drop):
+        raw_text.update(_raw_lines(shards, drop, map_shards))
+    origins = small.column(ORIGIN).to_numpy()
+    ids = _ids(small)
+    small = small.drop_columns([c for c in (ORIGIN, CONTENT_HASH) if c in small.column_names])
+    source = Source(str(path), sha, fmt, rfmt, tuple(sorted(field_map.items())))
+    ds = ShardedDataset(small, source, ids=ids, origin_rows=origins, shards=shards, columns=columns,
+                        map_shards=map_shards)
+    return ReadResult(ds, rejects_of(problems, unit, raw_text))
+
+
+def _id_problems(summaries: list[ShardSummary], unit: str) -> list[Problem]:
+    """Duplicate / bad given ids over the whole file, as `read_dataset` finds them."""
+    from thresher.data.ids import check_given_ids
+
+    pieces = [s.given_ids for s in summaries if s.given_ids is not None]
+    if not pieces:
+        return []
+    ids = pa.chunked_array(pieces).combine_chunks() if len({p.type for p in pieces}) == 1 else \
+        pa.concat_arrays([p.cast(pa.string()) for p in pieces])
+    origins = np.concatenate([s.parsed_origins for s in summaries if s.given_ids is not None])
+    return [Problem(int(origins[p.row]), p.field, _with_unit(p.reason, unit, origins)) for p in check_given_ids(ids)]
+
+
+def _small_table(summaries: list[ShardSummary], drop: np.ndarray) -> pa.Table:
+    tables = [s.small for s in summaries if s.small.num_rows]
+    if not tables:
+        return pa.table({ORIGIN: pa.array([], pa.int64())})
+    small = pa.concat_tables(tables, promote_options="permissive")
+    if len(drop):
+        small = small.filter(pa.array(~np.isin(small.column(ORIGIN).to_numpy(), drop)))
+    return small
+
+
+def _place(shards: list[Shard], summaries: list[ShardSummary], drop: np.ndarray) -> None:
+    """Each shard's dropped origins, kept row count and first row in the pool."""
+    row = 0
+    for shard, summary in zip(shards, summaries):
+        origins = summary.small.column(ORIGIN).to_numpy()
+        shard.drop = drop[np.isin(drop, origins)]
+        shard.row_start, shard.rows = row, len(origins) - len(shard.drop)
+        row += shard.rows
+
+
+def _raw_lines(shards: list[Shard], origins: np.ndarray, map_shards: MapShards) -> dict[int, str]:
+    """The raw text of rows the driver rejected (for the rejects file)."""
+    wanted = [s for s in shards if len(s.drop)]
+    out: dict[int, str] = {}
+    for piece in map_shards(_shard_raw_lines, wanted):
+        out.update(piece)
+    return out
+
+
+def _shard_raw_lines(shard: Shard) -> dict[int, str]:
+    loaded = load_shard(shard)
+    if loaded.raw is None:
+        return {}
+    hit = np.flatnonzero(np.isin(loaded.origin, shard.drop))
+    return {int(loaded.origin[i]): loaded.raw.row(int(i)).decode("utf-8", "replace") for i in hit}
+
+
+def _ids(small: pa.Table) -> pa.Array:
+    """Given ids as strings, or derived ones: content hash + "-k" for the k-th
+    repeat of the same content in file order (`DerivedIds`' rule)."""
+    from thresher.data.ids import _occurrence_numbers, given_ids
+
+    if "id" in small.column_names:
+        return given_ids(small).cast(pa.string())
+    import pyarrow.compute as pc
+
+    hashes = small.column(CONTENT_HASH).combine_chunks()
+    codes = pc.dictionary_encode(hashes).indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    occurrence = _occurrence_numbers(codes)
+    ids = np.asarray(hashes.to_numpy(zero_copy_only=False), dtype=object)
+    dup = occurrence > 0
+    if dup.any():
+        ids[dup] = [f"{h}-{k}" for h, k in zip(ids[dup], occurrence[dup])]
+    return pa.array(ids, pa.string())
+
+
+class ShardedDataset(Dataset):
+    """A Dataset whose `table` holds the small columns; texts are read from the
+    shards on workers. Rows, ids, origins and fingerprint equal the whole-file read's."""
+
+    def __init__(self, table: pa.Table, source: Source, *, ids: pa.Array, origin_rows: np.ndarray,
+                 shards: list[Shard], columns: list[str], map_shards: MapShards):
+        super().__init__(table, source, ids=ids, origin_rows=origin_rows)
+        self.shards = [s for s in shards if s.rows]
+        self.all_columns = columns
+        self.map_shards = map_shards
+        self._gathered: dict[str, pa.Array] = {}
+        self._parts: list[ShardPart] | None = None
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.all_columns)
+
+    def has(self, name: str) -> bool:
+        return name in self.all_columns or name in CANONICAL
+
+    def remote_columns(self) -> list[str]:
+        fmap = dict(self.source.field_map)
+        return content_fields(self.source.record_format, fmap, self.all_columns)
+
+    def column(self, name: str):
+        if name in self.table.column_names or name == "id":
+            return super().column(name)
+        if name not in self.all_columns and name not in CANONICAL:
+            return super().column(name)  # the usual "no field" error
+        if name not in self._gathered:
+            log.warning("%s: gathering column %r of %d rows from its shards to this process",
+                        self.source.path, name, len(self))
+            self._gathered[name] = _concat(list(self.map_shards(shard_columns, self.shard_parts(), [name])), name)
+        return self._gathered[name]
+
+    def shard_parts(self) -> list["ShardPart"]:
+        """One picklable reader per shard: what a worker needs to rebuild its rows."""
+        if self._parts is None:
+            ids = self.id_array()
+            self._parts = [ShardPart(s, self.source, compact(ids.slice(s.row_start, s.rows))) for s in self.shards]
+        return self._parts
+
+    def take(self, indices: np.ndarray) -> Dataset:
+        """The rows at `indices` (in that order) as an in-memory Dataset, read
+        from their shards on workers: only the subset comes to this process."""
+        indices = np.asarray(indices, dtype=np.int64)
+        starts = np.array([s.row_start for s in self.shards], np.int64)
+        owner = np.searchsorted(starts, indices, side="right") - 1
+        order = np.argsort(owner, kind="stable")
+        shard_parts = self.shard_parts()
+        work = [(shard_parts[k], indices[order][owner[order] == k] - starts[k])
+                for k in (np.unique(owner[order]) if len(indices) else [])]
+        pieces = list(self.map_shards(shard_rows, work))
+        subset = _join(pieces, self.source) if pieces else super().take(indices[:0]).with_source()
+        back = np.empty(len(indices), np.int64)
+        back[order] = np.arange(len(indices))
+        return subset if np.array_equal(order, np.arange(len(indices))) else subset.take(back)
+
+
+class ShardPart:
+    """A shard plus what its rows need from the pool (the ids): picklable, small."""
+
+    def __init__(self, shard: Shard, source: Source, ids: pa.Array):
+        self.shard, self.source, self.ids = shard, source, ids
+
+    @property
+    def num_rows(self) -> int:
+        return self.shard.rows
+
+    def dataset(self) -> Dataset:
+        return shard_dataset(self.shard, self.source, self.ids)
+
+    def columns(self, names: Iterable[str]) -> pa.Table:
+        ds = self.dataset()
+        names = list(names)
+        return pa.Table.from_arrays([_array(ds.column(n)) for n in names], names=names)
+
+
+def shard_columns(part: ShardPart, names: list[str]) -> pa.Table:
+    return part.columns(names)
+
+
+def shard_rows(item: tuple[ShardPart, np.ndarray]) -> Dataset:
+    part, rows = item
+    return part.dataset().take(rows)
+
+
+def _join(pieces: list[Dataset], source: Source) -> Dataset:
+    from thresher.data.dataset import RawRecords
+
+    table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")
+    ids = pa.concat_arrays([p.id_array() for p in pieces])
+    raw = None
+    if all(p.raw is not None for p in pieces):
+        rows = [r for p in pieces for r in p.raw.rows()]
+        lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+        ends = np.cumsum(lengths)
+        raw = RawRecords(b"".join(bytes(r) for r in rows), ends - lengths, ends)
+    origins = np.concatenate([p.origin_rows for p in pieces])
+    return Dataset(table, source, ids=ids, raw=raw, origin_rows=origins)
+
+
+def compact(array: pa.Array) -> pa.Array:
+    """A copy of a slice that holds only its own rows: a pickled slice carries
+    its parent's whole buffers (every shard's task would get the whole column)."""
+    return pa.concat_arrays([array])
+
+
+def _array(col) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _concat(tables: list[pa.Table], name: str) -> pa.Array:
+    arrays = [_array(t.column(name)) for t in tables]
+    if len({a.type for a in arrays}) > 1:
+        return pa.concat_tables(tables, promote_options="permissive").column(name).combine_chunks()
+    return pa.concat_arrays(arrays)
