@@ -59,8 +59,6 @@ def open_sharded(path: str | Path, map_shards: MapShards, *, file_format: str | 
         shards, sha = plan_shards(path, fmt, shard_bytes)
     except OSError as err:
         raise InputError(str(err.filename or path), f"cannot read ({err.strerror or err})") from None
-    if fmt == "jsonl" and shards[-1].stop == 0:
-        raise InputError(str(path), "the file is empty (no records)")
     rfmt = record_format or _detect(path, shards, field_map)
     summaries = list(map_shards(summarize_shard, shards, rfmt, field_map))
     columns = _union_columns(summaries)
@@ -91,8 +89,9 @@ def _assemble(path, sha, fmt, rfmt, field_map, on_error, shards, summaries, colu
     problems = [p for s in summaries for p in s.problems]
     id_problems = _id_problems(summaries, unit)
     problems = sorted(problems + id_problems, key=lambda p: p.row)
-    if not columns and not problems:
-        raise InputError(str(path), "no records (the input is empty)")
+    if not problems and not any(len(s.parsed_origins) for s in summaries):
+        raise InputError(str(path), "the file is empty (no records)" if fmt == "jsonl" else
+                         "no records (the input is empty)")
     if problems and on_error == "raise":
         p = problems[0]
         raise InputError(str(path), p.reason, field=p.field, **{unit: p.row})
