@@ -30,6 +30,9 @@ class InputError(ThresherError):
             where = self.path
         super().__init__(f"{where}: {reason}")
 
+    def __reduce__(self):  # so an error raised on a Ray worker reaches the driver whole
+        return (InputError, (self.path, self.reason, self.line, self.field, self.record))
+
 
 class UsageError(ThresherError):
     """A bad argument or option combination."""

@@ -208,3 +208,11 @@ def test_features_of_a_sharded_pool_are_the_whole_pools(tmp_path):
     again = FeatureStore(tmp_path / "sharded")
     assert featurize(whole, names, store=again).equals(expected)
     assert again.stats.misses == 0
+
+
+def test_input_errors_survive_pickling():
+    """A shard's error is raised on a worker and unpickled on the driver, whole."""
+    import pickle
+
+    err = pickle.loads(pickle.dumps(InputError("p.jsonl", "bad", line=7, field="output")))
+    assert str(err) == "p.jsonl:7: bad" and (err.line, err.field, err.reason) == (7, "output", "bad")

@@ -1,6 +1,7 @@
 """The Ray executor gives the local executor's results: features, near-dup
 clusters, every sampling design, recipes; through a dead worker and a
-killed, resumed job. One local Ray (2 CPUs, no dashboard) serves the module."""
+killed, resumed job. One local Ray (2 CPUs, no dashboard; tests/pipeline/conftest.py)
+serves the session."""
 import json
 import os
 import signal
@@ -20,7 +21,6 @@ from thresher.features.execution import use_executor  # noqa: E402
 from thresher.features.featurize import featurize  # noqa: E402
 from thresher.features.minhash import near_duplicate_clusters  # noqa: E402
 from thresher.features.store import FeatureStore  # noqa: E402
-from thresher.pipeline.executors import make_executor  # noqa: E402
 from thresher.pipeline.executors.ray_dedup import near_duplicate_clusters_ray  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
 
@@ -28,13 +28,15 @@ FEATURES = ["text", "quality", "tags", "exact_dup", "near_dup", "embed_static", 
             "quality_score"]
 
 
-@pytest.fixture(scope="module")
-def ray_executor():
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    executor = make_executor({"name": "ray", "num_cpus": 2})
-    executor.ray  # noqa: B018 - start it once for the module
-    yield executor
-    ray.shutdown()
+@pytest.fixture(scope="module", autouse=True)
+def small_shards():
+    """Pools read by `--executor ray` are cut into ~10 shards of 64 KB, so every
+    CLI test below also checks the sharded read, featurize and write."""
+    from thresher.data import shards
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shards, "SHARD_BYTES", 64 << 10)
+        yield
 
 
 def synthetic_rows(n: int, seed: int = 0) -> list[dict]:

@@ -159,11 +159,14 @@ SHARES = 5  # the signature task's returns before its per-reducer shares
 
 
 def _signatures(texts, first_row, stop_row, num_perm, shingle_size, seed, bands, rows, reducers, checkpoint):
-    sig, resumed = _saved_signatures(checkpoint, first_row, stop_row, num_perm)
+    saved = _signature_file(checkpoint, first_row, stop_row, num_perm, shingle_size, seed) if checkpoint else None
+    sig = _saved_signatures(saved, stop_row - first_row, num_perm)
+    resumed = sig is not None
     if sig is None:
         texts = texts if isinstance(texts, (pa.Array, pa.ChunkedArray)) else texts.materialize()
         sig = mh.minhash_signatures(texts, num_perm, shingle_size, seed)
-        _save_signatures(checkpoint, first_row, stop_row, sig)
+        if saved is not None:
+            _save_signatures(saved, sig)
     live, band, whole = mh.band_keys(sig, bands, rows)
     live_rows = live.astype(np.int64) + first_row
     dest = (whole % np.uint64(reducers)).astype(np.int64)
@@ -171,27 +174,25 @@ def _signatures(texts, first_row, stop_row, num_perm, shingle_size, seed, bands,
     return (sig, live_rows, band, len(live_rows), resumed, *shares)  # the count: stats need no gather of the rows
 
 
-def _signature_file(checkpoint: str, first_row: int, stop_row: int) -> Path:
-    return Path(checkpoint) / f"signatures-{first_row:012d}-{stop_row:012d}.npy"
+def _signature_file(checkpoint: str, first_row: int, stop_row: int, num_perm: int, shingle_size: int,
+                    seed) -> Path:
+    return Path(checkpoint) / f"signatures-p{num_perm}-s{shingle_size}-r{seed}-{first_row:012d}-{stop_row:012d}.npy"
 
 
-def _saved_signatures(checkpoint, first_row, stop_row, num_perm) -> tuple[np.ndarray | None, bool]:
+def _saved_signatures(path: Path | None, rows: int, num_perm: int) -> np.ndarray | None:
     """A block's signatures saved by an earlier, unfinished run (any damage: sign again)."""
-    if not checkpoint:
-        return None, False
+    if path is None:
+        return None
     try:
-        sig = np.load(_signature_file(checkpoint, first_row, stop_row))
-    except (OSError, ValueError):
-        return None, False
-    if sig.shape != (stop_row - first_row, num_perm) or sig.dtype != np.uint64:
-        return None, False
-    return sig, True
+        sig = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    if sig.shape != (rows, num_perm) or sig.dtype != np.uint32:
+        return None
+    return sig
 
 
-def _save_signatures(checkpoint, first_row, stop_row, sig: np.ndarray) -> None:
-    if not checkpoint:
-        return
-    path = _signature_file(checkpoint, first_row, stop_row)
+def _save_signatures(path: Path, sig: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
