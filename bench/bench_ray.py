@@ -3,10 +3,12 @@
     python bench/bench_ray.py --rows 1000000 [--rows 5000000] [--executors local,ray] [--num-cpus 2]
 
 Each (rows, executor) runs in its own subprocess, the same job both times:
-read the JSONL pool, featurize `text`, `quality`, `near_dup` (row featurizers
-as Ray Data tasks, global MinHash-LSH on Ray tasks), then the steps
-`dedup: {kind: near}` -> `sample: {design: stratified, by: [category], n: 10%}`
-on the driver. The parent polls every process of the job (the driver, and
+read the JSONL pool (with Ray: shard by shard on the workers, only the small
+columns come to the driver), featurize `text`, `quality`, `near_dup` (row
+featurizers as Ray Data tasks reading their own shard, global MinHash-LSH on
+Ray tasks), then the steps `dedup: {kind: near}` -> `sample: {design:
+stratified, by: [category], n: 10%}` on the driver, then write the subset
+(read back from its shards). The parent polls every process of the job (the driver, and
 with Ray its raylet, GCS and workers) with psutil every 0.3 s and prints:
 wall time per stage, the driver's peak RSS and PSS, the largest other
 process's peak PSS, and the peak of the job's summed PSS (RSS over-counts
@@ -34,11 +36,11 @@ FEATURES = ["text", "quality", "near_dup"]
 
 
 def child(pool: Path, executor: str, num_cpus: int) -> None:
-    from thresher.data.readers import read_dataset
+    from thresher.data.output import write_selection
     from thresher.features.execution import use_executor
     from thresher.features.featurize import featurize
     from thresher.features.store import FeatureStore
-    from thresher.pipeline.executors import make_executor
+    from thresher.pipeline.executors import make_executor, read_pool
     from thresher.pipeline.runner import StepSpec, run_steps
 
     clock = {"start": time.perf_counter()}
@@ -46,22 +48,27 @@ def child(pool: Path, executor: str, num_cpus: int) -> None:
     if executor == "ray":
         chosen.ray  # noqa: B018 - start the local Ray before the clock's read stage
     clock["startup"] = time.perf_counter()
-    ds = read_dataset(pool).dataset
-    clock["read"] = time.perf_counter()
-    with tempfile.TemporaryDirectory() as cache, use_executor(chosen):
-        store = FeatureStore(cache)
+    with tempfile.TemporaryDirectory() as work, use_executor(chosen):
+        ds = read_pool(pool).dataset  # ray: shard by shard on the workers; local: the whole file here
+        clock["read"] = time.perf_counter()
+        store = FeatureStore(work)
         featurize(ds, FEATURES, store=store)
         clock["featurize"] = time.perf_counter()
         steps = [StepSpec("dedup", {"kind": "near"}),
                  StepSpec("sample", {"design": "stratified", "by": ["category"], "fraction": 0.1})]
         run = run_steps(ds, steps, seed=0, store=store)
         clock["dedup+sample"] = time.perf_counter()
+        out = Path(work) / "subset.jsonl"
+        write_selection(ds, run.selection, out, command="bench")
+        clock["write"] = time.perf_counter()
+        out_sha = hashlib.sha256(out.read_bytes()).hexdigest()[:16]
     ids = [str(i) for i in ds.ids_of(run.selection.indices)]
     names = list(clock)
     print(json.dumps({
         "stages": {b: round(clock[b] - clock[a], 2) for a, b in zip(names, names[1:])},
-        "kept_after_dedup": run.trace[0]["rows_out"],
-        "selected": len(ids), "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]}))
+        "pool_class": type(ds).__name__, "kept_after_dedup": run.trace[0]["rows_out"],
+        "selected": len(ids), "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16],
+        "output_sha256": out_sha}))
 
 
 def _descendants(proc):
@@ -128,7 +135,8 @@ def report(rows: int, results: list[dict]) -> None:
         print(f"       driver peak RSS {r['driver_rss_peak_gib']:.2f} GiB / PSS {r['driver_pss_peak_gib']:.2f} GiB, "
               f"largest other process PSS {r['largest_other_pss_gib']:.2f} GiB, job total (PSS sum) peak "
               f"{r['pss_sum_peak_gib']:.2f} GiB over {r['processes']} processes; "
-              f"selected {r['selected']:,} ids sha256 {r['ids_sha256']}")
+              f"pool {r['pool_class']}; selected {r['selected']:,} ids sha256 {r['ids_sha256']}, "
+              f"subset file sha256 {r['output_sha256']}")
         feat = r["stages"]["featurize"]
         print(f"       featurize {feat / rows * 1e6:.1f} µs/row = {rows / feat:,.0f} rows/s; "
               f"read {r['stages']['read'] / rows * 1e6:.1f} µs/row; dedup+sample "
@@ -136,7 +144,8 @@ def report(rows: int, results: list[dict]) -> None:
     ok = [r for r in results if "error" not in r]
     if len(ok) == 2:
         same = ok[0]["ids_sha256"] == ok[1]["ids_sha256"]
-        print(f"same selected ids: {same}; featurize local/ray = "
+        same_file = ok[0]["output_sha256"] == ok[1]["output_sha256"]
+        print(f"same selected ids: {same}; same subset bytes: {same_file}; featurize local/ray = "
               f"{ok[0]['stages']['featurize'] / ok[1]['stages']['featurize']:.2f}x; wall local/ray = "
               f"{ok[0]['wall_s'] / ok[1]['wall_s']:.2f}x")
 

@@ -216,3 +216,10 @@ def test_input_errors_survive_pickling():
 
     err = pickle.loads(pickle.dumps(InputError("p.jsonl", "bad", line=7, field="output")))
     assert str(err) == "p.jsonl:7: bad" and (err.line, err.field, err.reason) == (7, "output", "bad")
+
+
+def test_an_empty_subset_keeps_every_column(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(alpaca_lines(50)) + "\n")
+    empty = open_local(path, 300).dataset.take(np.zeros(0, np.int64))
+    assert len(empty) == 0 and empty.table.column_names == read_dataset(path).dataset.table.column_names

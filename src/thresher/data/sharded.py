@@ -233,8 +233,9 @@ class ShardedDataset(Dataset):
         shard_parts = self.shard_parts()
         work = [(shard_parts[k], indices[order][owner[order] == k] - starts[k])
                 for k in (np.unique(owner[order]) if len(indices) else [])]
-        pieces = list(self.map_shards(shard_rows, work))
-        subset = _join(pieces, self.source) if pieces else super().take(indices[:0]).with_source()
+        # no rows: none of the first shard's, so an empty subset still has every column
+        pieces = list(self.map_shards(shard_rows, work or [(shard_parts[0], indices)]))
+        subset = _join(pieces, self.source)
         back = np.empty(len(indices), np.int64)
         back[order] = np.arange(len(indices))
         return subset if np.array_equal(order, np.arange(len(indices))) else subset.take(back)
