@@ -173,7 +173,7 @@ def test_a_file_changed_after_planning_is_reported(tmp_path):
     sharded = open_local(path, 400).dataset
     path.write_text("\n".join(alpaca_lines(100)[:50]) + "\n")
     with pytest.raises(InputError, match="was the file changed"):
-        sharded.take(np.arange(100))
+        sharded.take(np.arange(100)).in_memory()
 
 
 # -- the subset and the features -------------------------------------------------------
@@ -188,8 +188,11 @@ def test_the_subset_is_read_back_from_its_shards_byte_for_byte(tmp_path, out_for
     for name, ds in (("whole", whole), ("sharded", sharded)):
         write_subset(ds.take(rows), tmp_path / f"{name}.{out_format}", extra_columns=extra)
     assert (tmp_path / f"whole.{out_format}").read_bytes() == (tmp_path / f"sharded.{out_format}").read_bytes()
-    back = sharded.take(rows[::-1])  # any order
+    back = sharded.take(rows[::-1])  # any order, and a take of a take
     assert list(back.ids) == list(whole.ids_of(rows[::-1]))
+    again = back.take(np.arange(len(rows))[::-1])
+    assert again.in_memory().raw.rows() == whole.take(rows).raw.rows()
+    assert again.column("response").to_pylist() == whole.take(rows).column("response").to_pylist()
 
 
 def test_features_of_a_sharded_pool_are_the_whole_pools(tmp_path):
@@ -221,5 +224,5 @@ def test_input_errors_survive_pickling():
 def test_an_empty_subset_keeps_every_column(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text("\n".join(alpaca_lines(50)) + "\n")
-    empty = open_local(path, 300).dataset.take(np.zeros(0, np.int64))
+    empty = open_local(path, 300).dataset.take(np.zeros(0, np.int64)).in_memory()
     assert len(empty) == 0 and empty.table.column_names == read_dataset(path).dataset.table.column_names

@@ -146,3 +146,24 @@ def test_the_sharded_near_dup_entry_keeps_no_partial_work(ray_executor, pool_pat
     assert ray_executor.last_near_dup_stats["blocks"] == len(sharded.shards)
     assert table.num_rows == len(sharded)
     assert not list(tmp_path.rglob("_partial"))
+
+
+@pytest.mark.parametrize("method", ["kcenter", "facility"])
+def test_two_stage_diversity_picks_the_same_rows_on_ray(ray_executor, method):
+    """`partitions`: one Ray task per partition, the picks of the in-process run."""
+    from thresher.core.budget import Budget
+    from thresher.data.dataset import Dataset
+    from thresher.selection.facility import FacilityLocationSelector
+    from thresher.selection.kcenter import KCenterSelector
+
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((30, 16))[rng.integers(0, 30, 6000)] * 3 + rng.standard_normal((6000, 16))).astype(
+        np.float32)
+    ds = Dataset.from_table(pa.table({"tokens": np.arange(6000) % 5 + 1}))
+    make_step = {"kcenter": lambda: KCenterSelector(partitions=6, random_state=2),
+                 "facility": lambda: FacilityLocationSelector(partitions=6, random_state=2)}[method]
+    local = make_step().select(ds, Budget.parse(n=50), {"embedding": X})
+    with use_executor(ray_executor):
+        remote = make_step().select(ds, Budget.parse(n=50), {"embedding": X})
+    assert np.array_equal(remote.indices, local.indices)
+    assert remote.diagnostics == local.diagnostics

@@ -190,7 +190,8 @@ def test_selector_rows_budget():
     assert sel.method == "kcenter" and sel.seed == 3 and sel.pool_size == 120
     assert np.isnan(sel.pi).all() and np.isnan(sel.weights).all()
     assert sel.diagnostics["covering_radius"] == pytest.approx(radii[-1])
-    assert sel.params == {"metric": "cosine", "initial": None, "embedding": "embedding", "block_size": 64}
+    assert sel.params == {"metric": "cosine", "initial": None, "embedding": "embedding", "block_size": 64,
+                          "partitions": None}
     assert len(KCenterSelector(random_state=3).select(ds, Budget.parse(fraction=0.25), {"embedding": X})) == 30
     assert len(KCenterSelector(random_state=3).select(ds, 500, {"embedding": X})) == 120  # clamped to the pool
 

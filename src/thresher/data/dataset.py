@@ -242,6 +242,11 @@ class Dataset:
             origin_rows=self.origin_rows[np.asarray(indices, dtype=np.int64)],
         )
 
+    def in_memory(self) -> "Dataset":
+        """This Dataset with every column and the original bytes in this process
+        (itself; a pool read shard by shard reads its rows back from the shards)."""
+        return self
+
     def with_source(self, **changes) -> "Dataset":
         out = Dataset(self.table, replace(self.source, **changes), ids=self._ids,
                       canonical=self._canonical, raw=self.raw, origin_rows=self.origin_rows)

@@ -211,9 +211,7 @@ class ShardedDataset(Dataset):
         if name not in self.all_columns and name not in CANONICAL:
             return super().column(name)  # the usual "no field" error
         if name not in self._gathered:
-            log.warning("%s: gathering column %r of %d rows from its shards to this process",
-                        self.source.path, name, len(self))
-            self._gathered[name] = _concat(list(self.map_shards(shard_columns, self.shard_parts(), [name])), name)
+            self._gathered[name] = self._rows().column(name)
         return self._gathered[name]
 
     def shard_parts(self) -> list["ShardPart"]:
@@ -223,22 +221,93 @@ class ShardedDataset(Dataset):
             self._parts = [ShardPart(s, self.source, compact(ids.slice(s.row_start, s.rows))) for s in self.shards]
         return self._parts
 
-    def take(self, indices: np.ndarray) -> Dataset:
-        """The rows at `indices` (in that order) as an in-memory Dataset, read
-        from their shards on workers: only the subset comes to this process."""
-        indices = np.asarray(indices, dtype=np.int64)
+    def _rows(self, indices: np.ndarray | None = None) -> "ShardedRows":
+        indices = np.arange(len(self), dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
         starts = np.array([s.row_start for s in self.shards], np.int64)
         owner = np.searchsorted(starts, indices, side="right") - 1
-        order = np.argsort(owner, kind="stable")
-        shard_parts = self.shard_parts()
-        work = [(shard_parts[k], indices[order][owner[order] == k] - starts[k])
-                for k in (np.unique(owner[order]) if len(indices) else [])]
-        # no rows: none of the first shard's, so an empty subset still has every column
-        pieces = list(self.map_shards(shard_rows, work or [(shard_parts[0], indices)]))
-        subset = _join(pieces, self.source)
-        back = np.empty(len(indices), np.int64)
-        back[order] = np.arange(len(indices))
-        return subset if np.array_equal(order, np.arange(len(indices))) else subset.take(back)
+        idx = pa.array(indices)
+        return ShardedRows(self.table.take(idx), self.source, ids=self.id_array().take(idx),
+                           origin_rows=self.origin_rows[indices], parts=self.shard_parts(), owner=owner,
+                           local=indices - starts[owner] if len(indices) else indices, columns=self.all_columns,
+                           map_shards=self.map_shards)
+
+    def take(self, indices: np.ndarray) -> "ShardedRows":
+        """The rows at `indices` (any order, repeats allowed), texts still in the
+        shards: steps pass subsets along without reading them back."""
+        return self._rows(indices)
+
+    def in_memory(self) -> Dataset:
+        return self._rows().in_memory()
+
+
+class ShardedRows(Dataset):
+    """Some rows of a ShardedDataset (row i: row `local[i]` of shard part
+    `owner[i]`), with its small columns here and its texts in the shards.
+    `in_memory()` reads them back (on the workers); a text column asked for
+    here is gathered, with a warning."""
+
+    def __init__(self, table: pa.Table, source: Source, *, ids: pa.Array, origin_rows: np.ndarray,
+                 parts: list["ShardPart"], owner: np.ndarray, local: np.ndarray, columns: list[str],
+                 map_shards: MapShards):
+        super().__init__(table, source, ids=ids, origin_rows=origin_rows)
+        self.parts, self.owner, self.local = parts, owner, local
+        self.all_columns, self.map_shards = columns, map_shards
+        self._loaded: Dataset | None = None
+        self._gathered: dict[str, pa.Array] = {}
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.all_columns)
+
+    def has(self, name: str) -> bool:
+        return name in self.all_columns or name in CANONICAL
+
+    def column(self, name: str):
+        if name in self.table.column_names or name == "id":
+            return super().column(name)
+        if name not in self.all_columns and name not in CANONICAL:
+            return super().column(name)  # the usual "no field" error
+        if self._loaded is not None:
+            return self._loaded.column(name)
+        if name not in self._gathered:
+            log.warning("%s: gathering column %r of %d rows from their shards to this process",
+                        self.source.path, name, len(self))
+            work, back = self._work()
+            tables = list(self.map_shards(shard_row_columns, work or [(self.parts[0], self.local)], [name]))
+            column = _concat(tables, name)
+            self._gathered[name] = column if back is None else column.take(pa.array(back))
+        return self._gathered[name]
+
+    def take(self, indices: np.ndarray) -> "ShardedRows":
+        indices = np.asarray(indices, np.int64)
+        idx = pa.array(indices)
+        return ShardedRows(self.table.take(idx), self.source, ids=self.id_array().take(idx),
+                           origin_rows=self.origin_rows[indices], parts=self.parts, owner=self.owner[indices],
+                           local=self.local[indices], columns=self.all_columns, map_shards=self.map_shards)
+
+    def in_memory(self) -> Dataset:
+        """These rows as an in-memory Dataset (original columns and bytes), read
+        from their shards by the workers: only these rows come here."""
+        if self._loaded is None:
+            work, back = self._work()
+            # no rows: none of the first shard's, so an empty subset still has every column
+            subset = _join(list(self.map_shards(shard_rows, work or [(self.parts[0], self.local)])), self.source)
+            self._loaded = subset if back is None else subset.take(back)
+        return self._loaded
+
+    def _work(self) -> tuple[list[tuple["ShardPart", np.ndarray]], np.ndarray | None]:
+        """(shard part, its rows) in shard order, and the permutation back to
+        this order (None when the rows already come in shard order)."""
+        order = np.argsort(self.owner, kind="stable")
+        owners = self.owner[order]
+        cuts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]]) if len(order) else np.zeros(0, np.int64)
+        work = [(self.parts[int(owners[a])], self.local[order[a:b]])
+                for a, b in zip(cuts, np.r_[cuts[1:], len(order)].astype(np.int64))]
+        if np.array_equal(order, np.arange(len(order))):
+            return work, None
+        back = np.empty(len(order), np.int64)
+        back[order] = np.arange(len(order))
+        return work, back
 
 
 class ShardPart:
@@ -260,8 +329,10 @@ class ShardPart:
         return pa.Table.from_arrays([_array(ds.column(n)) for n in names], names=names)
 
 
-def shard_columns(part: ShardPart, names: list[str]) -> pa.Table:
-    return part.columns(names)
+def shard_row_columns(item: tuple[ShardPart, np.ndarray], names: list[str]) -> pa.Table:
+    part, rows = item
+    ds = part.dataset().take(rows)
+    return pa.Table.from_arrays([_array(ds.column(n)) for n in names], names=names)
 
 
 def shard_rows(item: tuple[ShardPart, np.ndarray]) -> Dataset:

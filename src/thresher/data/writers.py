@@ -40,6 +40,7 @@ def output_format_for(path: Path, input_format: str, explicit: str | None = None
 def write_subset(ds: Dataset, out: Path, *, out_format: str | None = None,
                  extra_columns: dict[str, np.ndarray] | None = None) -> str:
     """Write `ds` (already the subset) to `out`; returns the format written."""
+    ds = ds.in_memory()
     fmt = output_format_for(out, ds.source.file_format, out_format)
     extra = {k: np.asarray(v) for k, v in (extra_columns or {}).items()}
     writer = {"jsonl": _write_jsonl, "json": _write_json, "csv": _write_csv,

@@ -172,7 +172,9 @@ def write_removed(pool, removed: list[tuple[int, str, str]], path: Path) -> None
 
     rows = sorted(removed)
     ids = pool.ids_of(np.array([r for r, _, _ in rows], dtype=np.int64)) if rows else []
-    records = pool.table.take(np.array([r for r, _, _ in rows], dtype=np.int64)).to_pylist() if rows else []
+    # in_memory: a pool read shard by shard holds only its small columns here
+    records = pool.take(np.array([r for r, _, _ in rows], dtype=np.int64)).in_memory().table.to_pylist() \
+        if rows else []
     with atomic_path(path) as tmp:
         with tmp.open("w", encoding="utf-8") as f:
             for (row, step, reason), rid, rec in zip(rows, ids, records):

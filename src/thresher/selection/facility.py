@@ -262,6 +262,11 @@ class FacilityLocationSelector(Design):
     embedding: name of the embedding feature ((N, d) floats).
     random_state: seeds the partitioned kNN search (more than 10,000 rows);
         None draws fresh entropy there. Everything else is deterministic.
+    partitions: None (default) for the one-machine greedy; P > 1 for
+        two-stage GreeDi (`two_stage`): each of P row ranges picks its own
+        rows, one task each (on Ray under `--executor ray`), then the greedy
+        runs on their union. The objective over every row is reported as
+        `pool_objective`; the same picks on any executor.
 
     A row or fraction budget picks that many rows; a token budget
     (`features["tokens"]`) picks while the total fits (see `facility_location`).
@@ -272,16 +277,18 @@ class FacilityLocationSelector(Design):
 
     def __init__(self, metric: str = "squared_cosine", graph: str = "auto", n_neighbors: int = 50,
                  knn: str = "auto", embedding: str = "embedding",
-                 random_state: int | np.random.Generator | None = None):
+                 random_state: int | np.random.Generator | None = None, partitions: int | None = None):
         self.metric = metric
         self.graph = graph
         self.n_neighbors = n_neighbors
         self.knn = knn
         self.embedding = embedding
         self.random_state = random_state
+        self.partitions = partitions
         _check_options(metric, graph, n_neighbors, knn, None, 1, 1)
         check_field_name("embedding", embedding)
         check_random_state(random_state)
+        check_int("partitions", partitions, 1, allow_none=True)
 
     @property
     def requires(self) -> list[str]:
@@ -293,6 +300,8 @@ class FacilityLocationSelector(Design):
         X, k, costs, budget_cost = step_inputs(ds, features, self.embedding, budget, type(self).__name__)
         if k is not None:
             k = min(k, len(ds))
+        if self.partitions is not None and self.partitions > 1:
+            return self._two_stage(ds, X, k, costs, budget_cost)
         res = facility_select(X, k, budget_cost=budget_cost, costs=costs, metric=self.metric, graph=self.graph,
                               n_neighbors=self.n_neighbors, knn=self.knn, random_state=self.random_state)
         diagnostics: dict[str, Any] = {
@@ -308,3 +317,20 @@ class FacilityLocationSelector(Design):
         return Selection(indices=res.order, pi=nan, weights=nan.copy(), method=self.method,
                          params=self.get_params(), seed=self._seed(), pool_size=len(ds),
                          diagnostics=diagnostics)
+
+    def _two_stage(self, ds: Dataset, X, k, costs, budget_cost) -> Selection:
+        from thresher.selection.two_stage import two_stage_facility
+
+        options = {"metric": self.metric, "graph": self.graph, "n_neighbors": self.n_neighbors, "knn": self.knn}
+        res = two_stage_facility(unit_rows(X), k, partitions=self.partitions, budget_cost=budget_cost, costs=costs,
+                                 options=options, rng=np.random.default_rng(self.random_state))
+        diagnostics: dict[str, Any] = {
+            "pool_objective": res.pool_score, "objective_per_row": res.pool_score / len(ds) if len(ds) else 0.0,
+            "metric": self.metric,
+            "two_stage": {"partitions": self.partitions, "candidates": res.candidates,
+                          "candidate_objective": res.candidate_score}}
+        if costs is not None:
+            diagnostics.update(tokens_used=float(costs[res.order].sum()), token_budget=budget_cost)
+        nan = np.full(len(res.order), np.nan)
+        return Selection(indices=np.asarray(res.order, np.int64), pi=nan, weights=nan.copy(), method=self.method,
+                         params=self.get_params(), seed=self._seed(), pool_size=len(ds), diagnostics=diagnostics)

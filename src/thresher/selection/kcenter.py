@@ -228,6 +228,11 @@ class KCenterSelector(Design):
     embedding: name of the embedding feature ((N, d) floats).
     block_size: candidates evaluated per matrix product (speed only).
     random_state: seed for the first pick (when `initial` is empty).
+    partitions: None (default) for the one-machine greedy; P > 1 for the
+        two-stage k-center (`two_stage`): each of P row ranges picks its own
+        centers, one task each (on Ray under `--executor ray`), then the
+        greedy picks among them. Radius at most 4x optimal instead of 2x;
+        the same picks on any executor.
 
     A row or fraction budget picks that many rows; a token budget picks, at
     each step, the farthest row whose `tokens` still fit, until none fits.
@@ -237,16 +242,20 @@ class KCenterSelector(Design):
     method = "kcenter"
 
     def __init__(self, metric: str = "cosine", initial: Any = None, embedding: str = "embedding",
-                 block_size: int = 64, random_state: int | np.random.Generator | None = None):
+                 block_size: int = 64, random_state: int | np.random.Generator | None = None,
+                 partitions: int | None = None):
         self.metric = metric
         self.initial = initial
         self.embedding = embedding
         self.block_size = block_size
         self.random_state = random_state
+        self.partitions = partitions
         check_choice("metric", metric, KCENTER_METRICS)
         check_field_name("embedding", embedding)
         check_int("block_size", block_size, 1)
         check_random_state(random_state)
+        if partitions is not None:
+            check_int("partitions", partitions, 1)
         if initial is not None:
             _initial_rows(initial, np.iinfo(np.int64).max)
 
@@ -261,19 +270,31 @@ class KCenterSelector(Design):
         initial = _initial_rows(self.initial, len(ds))
         if k is not None:
             k = min(k, len(ds) - len(initial))
-        order, radii, initial_radius = _kcenter(X, k, budget_cost, costs, initial, self.metric,
-                                                self.block_size, self.random_state)
-        diagnostics: dict[str, Any] = {
-            "covering_radius": float(radii[-1]) if len(radii) else None,
-            "metric": self.metric, "distance": "1 - cos" if self.metric == "cosine" else "euclidean",
-            "n_initial": int(len(initial)),
-        }
-        if initial_radius is not None:
-            diagnostics["initial_radius"] = initial_radius
+        if self.partitions is not None and self.partitions > 1:
+            order, diagnostics = self._two_stage(X, k, budget_cost, costs, initial)
+        else:
+            order, radii, initial_radius = _kcenter(X, k, budget_cost, costs, initial, self.metric,
+                                                    self.block_size, self.random_state)
+            diagnostics = {"covering_radius": float(radii[-1]) if len(radii) else None}
+            if initial_radius is not None:
+                diagnostics["initial_radius"] = initial_radius
+        diagnostics.update({"metric": self.metric, "distance": "1 - cos" if self.metric == "cosine" else "euclidean",
+                            "n_initial": int(len(initial))})
         if costs is not None:
             diagnostics["tokens_used"] = float(costs[order].sum())
             diagnostics["token_budget"] = budget_cost
         nan = np.full(len(order), np.nan)
-        return Selection(indices=order, pi=nan, weights=nan.copy(), method=self.method,
+        return Selection(indices=np.asarray(order, np.int64), pi=nan, weights=nan.copy(), method=self.method,
                          params=self.get_params(), seed=self._seed(), pool_size=len(ds),
                          diagnostics=diagnostics)
+
+    def _two_stage(self, X, k, budget_cost, costs, initial) -> tuple[np.ndarray, dict[str, Any]]:
+        from thresher.selection.two_stage import two_stage_kcenter
+
+        X = unit_rows(X) if self.metric == "cosine" else as_matrix(X)
+        result = two_stage_kcenter(X, k, partitions=self.partitions, budget_cost=budget_cost, costs=costs,
+                                   initial=initial, metric=self.metric, block_size=self.block_size,
+                                   rng=np.random.default_rng(self.random_state))
+        return result.order, {"covering_radius": result.pool_score if len(result.order) else None,
+                              "two_stage": {"partitions": self.partitions, "candidates": result.candidates,
+                                            "candidate_radius": result.candidate_score}}
