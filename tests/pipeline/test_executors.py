@@ -36,6 +36,18 @@ def test_bad_executor_specs_are_named(spec, message):
 def test_ray_options_are_checked_before_ray_starts():
     with pytest.raises(UsageError, match="num_cpus must be a positive integer"):
         make_executor({"name": "ray", "num_cpus": 0})
+    with pytest.raises(UsageError, match="shard_bytes must be a positive integer"):
+        make_executor({"name": "ray", "shard_bytes": 0})
+    assert make_executor({"name": "ray", "shard_bytes": 1024}).shard_size() == 1024
+
+
+def test_the_local_executor_reads_a_pool_whole(tmp_path):
+    from thresher.data.sharded import ShardedDataset
+    from thresher.pipeline.executors import read_pool
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n')
+    assert not isinstance(read_pool(path).dataset, ShardedDataset)
 
 
 def test_missing_ray_is_a_usage_error_with_the_install_hint(monkeypatch):

@@ -181,76 +181,17 @@ def _ids(small: pa.Table) -> pa.Array:
     return pa.array(ids, pa.string())
 
 
-class ShardedDataset(Dataset):
-    """A Dataset whose `table` holds the small columns; texts are read from the
-    shards on workers. Rows, ids, origins and fingerprint equal the whole-file read's."""
-
-    def __init__(self, table: pa.Table, source: Source, *, ids: pa.Array, origin_rows: np.ndarray,
-                 shards: list[Shard], columns: list[str], map_shards: MapShards):
-        super().__init__(table, source, ids=ids, origin_rows=origin_rows)
-        self.shards = [s for s in shards if s.rows]
-        self.all_columns = columns
-        self.map_shards = map_shards
-        self._gathered: dict[str, pa.Array] = {}
-        self._parts: list[ShardPart] | None = None
-
-    @property
-    def fields(self) -> list[str]:
-        return list(self.all_columns)
-
-    def has(self, name: str) -> bool:
-        return name in self.all_columns or name in CANONICAL
-
-    def remote_columns(self) -> list[str]:
-        fmap = dict(self.source.field_map)
-        return content_fields(self.source.record_format, fmap, self.all_columns)
-
-    def column(self, name: str):
-        if name in self.table.column_names or name == "id":
-            return super().column(name)
-        if name not in self.all_columns and name not in CANONICAL:
-            return super().column(name)  # the usual "no field" error
-        if name not in self._gathered:
-            self._gathered[name] = self._rows().column(name)
-        return self._gathered[name]
-
-    def shard_parts(self) -> list["ShardPart"]:
-        """One picklable reader per shard: what a worker needs to rebuild its rows."""
-        if self._parts is None:
-            ids = self.id_array()
-            self._parts = [ShardPart(s, self.source, compact(ids.slice(s.row_start, s.rows))) for s in self.shards]
-        return self._parts
-
-    def _rows(self, indices: np.ndarray | None = None) -> "ShardedRows":
-        indices = np.arange(len(self), dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
-        starts = np.array([s.row_start for s in self.shards], np.int64)
-        owner = np.searchsorted(starts, indices, side="right") - 1
-        idx = pa.array(indices)
-        return ShardedRows(self.table.take(idx), self.source, ids=self.id_array().take(idx),
-                           origin_rows=self.origin_rows[indices], parts=self.shard_parts(), owner=owner,
-                           local=indices - starts[owner] if len(indices) else indices, columns=self.all_columns,
-                           map_shards=self.map_shards)
-
-    def take(self, indices: np.ndarray) -> "ShardedRows":
-        """The rows at `indices` (any order, repeats allowed), texts still in the
-        shards: steps pass subsets along without reading them back."""
-        return self._rows(indices)
-
-    def in_memory(self) -> Dataset:
-        return self._rows().in_memory()
-
-
 class ShardedRows(Dataset):
-    """Some rows of a ShardedDataset (row i: row `local[i]` of shard part
-    `owner[i]`), with its small columns here and its texts in the shards.
-    `in_memory()` reads them back (on the workers); a text column asked for
-    here is gathered, with a warning."""
+    """Rows of a pool read shard by shard (row i: row `local[i]` of shard part
+    `owner[i]`; any order, repeats allowed), with the small columns here and
+    the texts in the shards. `in_memory()` reads the rows back (on the
+    workers); a text column asked for here is gathered, with a warning."""
 
     def __init__(self, table: pa.Table, source: Source, *, ids: pa.Array, origin_rows: np.ndarray,
-                 parts: list["ShardPart"], owner: np.ndarray, local: np.ndarray, columns: list[str],
-                 map_shards: MapShards):
+                 parts: list["ShardPart"] | None, owner: np.ndarray | None, local: np.ndarray | None,
+                 columns: list[str], map_shards: MapShards):
         super().__init__(table, source, ids=ids, origin_rows=origin_rows)
-        self.parts, self.owner, self.local = parts, owner, local
+        self._parts, self.owner, self.local = parts, owner, local
         self.all_columns, self.map_shards = columns, map_shards
         self._loaded: Dataset | None = None
         self._gathered: dict[str, pa.Array] = {}
@@ -261,6 +202,9 @@ class ShardedRows(Dataset):
 
     def has(self, name: str) -> bool:
         return name in self.all_columns or name in CANONICAL
+
+    def shard_parts(self) -> list["ShardPart"]:
+        return self._parts
 
     def column(self, name: str):
         if name in self.table.column_names or name == "id":
@@ -273,27 +217,36 @@ class ShardedRows(Dataset):
             log.warning("%s: gathering column %r of %d rows from their shards to this process",
                         self.source.path, name, len(self))
             work, back = self._work()
-            tables = list(self.map_shards(shard_row_columns, work or [(self.parts[0], self.local)], [name]))
+            tables = list(self.map_shards(shard_row_columns, work or self._no_rows(), [name]))
             column = _concat(tables, name)
             self._gathered[name] = column if back is None else column.take(pa.array(back))
         return self._gathered[name]
 
     def take(self, indices: np.ndarray) -> "ShardedRows":
+        """The rows at `indices` (any order, repeats allowed), texts still in the
+        shards: steps pass subsets along without reading them back."""
         indices = np.asarray(indices, np.int64)
+        owner, local = self._where(indices)
         idx = pa.array(indices)
         return ShardedRows(self.table.take(idx), self.source, ids=self.id_array().take(idx),
-                           origin_rows=self.origin_rows[indices], parts=self.parts, owner=self.owner[indices],
-                           local=self.local[indices], columns=self.all_columns, map_shards=self.map_shards)
+                           origin_rows=self.origin_rows[indices], parts=self.shard_parts(), owner=owner,
+                           local=local, columns=self.all_columns, map_shards=self.map_shards)
 
     def in_memory(self) -> Dataset:
         """These rows as an in-memory Dataset (original columns and bytes), read
         from their shards by the workers: only these rows come here."""
         if self._loaded is None:
             work, back = self._work()
-            # no rows: none of the first shard's, so an empty subset still has every column
-            subset = _join(list(self.map_shards(shard_rows, work or [(self.parts[0], self.local)])), self.source)
+            subset = _join(list(self.map_shards(shard_rows, work or self._no_rows())), self.source)
             self._loaded = subset if back is None else subset.take(back)
         return self._loaded
+
+    def _where(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.owner[indices], self.local[indices]
+
+    def _no_rows(self) -> list[tuple["ShardPart", np.ndarray]]:
+        """None of the first shard's rows: an empty subset still has every column."""
+        return [(self.shard_parts()[0], np.zeros(0, np.int64))]
 
     def _work(self) -> tuple[list[tuple["ShardPart", np.ndarray]], np.ndarray | None]:
         """(shard part, its rows) in shard order, and the permutation back to
@@ -301,13 +254,44 @@ class ShardedRows(Dataset):
         order = np.argsort(self.owner, kind="stable")
         owners = self.owner[order]
         cuts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]]) if len(order) else np.zeros(0, np.int64)
-        work = [(self.parts[int(owners[a])], self.local[order[a:b]])
+        work = [(self.shard_parts()[int(owners[a])], self.local[order[a:b]])
                 for a, b in zip(cuts, np.r_[cuts[1:], len(order)].astype(np.int64))]
         if np.array_equal(order, np.arange(len(order))):
             return work, None
         back = np.empty(len(order), np.int64)
         back[order] = np.arange(len(order))
         return work, back
+
+
+class ShardedDataset(ShardedRows):
+    """The whole pool read shard by shard: `table` holds the small columns,
+    the texts stay in the shards. Rows, ids, origins and fingerprint equal
+    the whole-file read's; each shard is a FeatureStore part (`shards`)."""
+
+    def __init__(self, table: pa.Table, source: Source, *, ids: pa.Array, origin_rows: np.ndarray,
+                 shards: list[Shard], columns: list[str], map_shards: MapShards):
+        super().__init__(table, source, ids=ids, origin_rows=origin_rows, parts=None, owner=None, local=None,
+                         columns=columns, map_shards=map_shards)
+        self.shards = [s for s in shards if s.rows]
+        self._starts = np.array([s.row_start for s in self.shards], np.int64)
+
+    def remote_columns(self) -> list[str]:
+        fmap = dict(self.source.field_map)
+        return content_fields(self.source.record_format, fmap, self.all_columns)
+
+    def shard_parts(self) -> list["ShardPart"]:
+        """One picklable reader per shard: what a worker needs to rebuild its rows."""
+        if self._parts is None:
+            ids = self.id_array()
+            self._parts = [ShardPart(s, self.source, compact(ids.slice(s.row_start, s.rows))) for s in self.shards]
+        return self._parts
+
+    def _where(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        owner = np.searchsorted(self._starts, indices, side="right") - 1
+        return owner, indices - self._starts[owner] if len(indices) else indices
+
+    def _work(self) -> tuple[list[tuple["ShardPart", np.ndarray]], None]:
+        return [(part, np.arange(part.num_rows)) for part in self.shard_parts()], None
 
 
 class ShardPart:
