@@ -226,3 +226,17 @@ def test_an_empty_subset_keeps_every_column(tmp_path):
     path.write_text("\n".join(alpaca_lines(50)) + "\n")
     empty = open_local(path, 300).dataset.take(np.zeros(0, np.int64)).in_memory()
     assert len(empty) == 0 and empty.table.column_names == read_dataset(path).dataset.table.column_names
+
+
+def test_a_subset_in_pool_order_is_written_a_shard_at_a_time(tmp_path, monkeypatch):
+    from thresher.data.sharded import ShardedRows
+
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(alpaca_lines(400)) + "\n")
+    whole, sharded = read_dataset(path).dataset, open_local(path, 600).dataset
+    rows = np.sort(np.random.default_rng(2).choice(len(whole), 120, replace=False))
+    weights = {"_weight": np.linspace(1, 2, len(rows))}
+    write_subset(whole.take(rows), tmp_path / "whole.jsonl", extra_columns=weights)
+    monkeypatch.setattr(ShardedRows, "in_memory", lambda self: pytest.fail("read the whole subset at once"))
+    write_subset(sharded.take(rows), tmp_path / "sharded.jsonl", extra_columns=weights)
+    assert (tmp_path / "whole.jsonl").read_bytes() == (tmp_path / "sharded.jsonl").read_bytes()

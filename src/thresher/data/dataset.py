@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -246,6 +246,10 @@ class Dataset:
         """This Dataset with every column and the original bytes in this process
         (itself; a pool read shard by shard reads its rows back from the shards)."""
         return self
+
+    def in_memory_pieces(self) -> "Iterator[Dataset]":
+        """`in_memory()` in consecutive pieces, for writers that can stream them."""
+        yield self.in_memory()
 
     def with_source(self, **changes) -> "Dataset":
         out = Dataset(self.table, replace(self.source, **changes), ids=self._ids,

@@ -241,6 +241,19 @@ class ShardedRows(Dataset):
             self._loaded = subset if back is None else subset.take(back)
         return self._loaded
 
+    def in_memory_pieces(self) -> Iterator[Dataset]:
+        """A shard's rows at a time, as they come back, when the rows are in
+        shard order (a subset in pool order); otherwise all of them at once."""
+        if self._loaded is not None:
+            yield self._loaded
+            return
+        work, back = self._work()
+        if back is not None or not work:
+            yield self.in_memory()
+            return
+        for piece in self.map_shards(shard_rows, work):
+            yield piece
+
     def _where(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.owner[indices], self.local[indices]
 
@@ -320,21 +333,29 @@ def shard_row_columns(item: tuple[ShardPart, np.ndarray], names: list[str]) -> p
 
 
 def shard_rows(item: tuple[ShardPart, np.ndarray]) -> Dataset:
+    """Some rows of a shard, holding only their own bytes (they are sent back to the driver)."""
     part, rows = item
-    return part.dataset().take(rows)
+    sub = part.dataset().take(rows)
+    if sub.raw is not None:
+        sub.raw = _compact_raw([sub.raw])
+    return sub
+
+
+def _compact_raw(raws: list) -> "RawRecords":
+    """The rows of `raws` in one buffer of just their bytes (a taken RawRecords
+    still points into its whole shard's buffer)."""
+    from thresher.data.dataset import RawRecords
+
+    rows = [r for raw in raws for r in raw.rows()]
+    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    ends = np.cumsum(lengths)
+    return RawRecords(b"".join(bytes(r) for r in rows), ends - lengths, ends)
 
 
 def _join(pieces: list[Dataset], source: Source) -> Dataset:
-    from thresher.data.dataset import RawRecords
-
     table = pa.concat_tables([p.table for p in pieces], promote_options="permissive")
     ids = pa.concat_arrays([p.id_array() for p in pieces])
-    raw = None
-    if all(p.raw is not None for p in pieces):
-        rows = [r for p in pieces for r in p.raw.rows()]
-        lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
-        ends = np.cumsum(lengths)
-        raw = RawRecords(b"".join(bytes(r) for r in rows), ends - lengths, ends)
+    raw = _compact_raw([p.raw for p in pieces]) if all(p.raw is not None for p in pieces) else None
     origins = np.concatenate([p.origin_rows for p in pieces])
     return Dataset(table, source, ids=ids, raw=raw, origin_rows=origins)
 

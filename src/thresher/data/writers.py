@@ -40,9 +40,16 @@ def output_format_for(path: Path, input_format: str, explicit: str | None = None
 def write_subset(ds: Dataset, out: Path, *, out_format: str | None = None,
                  extra_columns: dict[str, np.ndarray] | None = None) -> str:
     """Write `ds` (already the subset) to `out`; returns the format written."""
-    ds = ds.in_memory()
     fmt = output_format_for(out, ds.source.file_format, out_format)
     extra = {k: np.asarray(v) for k, v in (extra_columns or {}).items()}
+    if fmt == "jsonl" and not set(extra) & set(ds.fields):
+        # JSON lines are written piece by piece (a pool read shard by shard reads
+        # its rows back a shard at a time); a replaced _pi/_weight key needs the
+        # whole table's columns, so that case reads everything first.
+        with atomic_path(out) as tmp:
+            _write_jsonl_pieces(ds.in_memory_pieces(), tmp, extra)
+        return fmt
+    ds = ds.in_memory()
     writer = {"jsonl": _write_jsonl, "json": _write_json, "csv": _write_csv,
               "parquet": _write_parquet, "hf": _write_hf}[fmt]
     with atomic_path(out) as tmp:
@@ -105,6 +112,15 @@ def _python_rows(ds: Dataset) -> list[dict]:
 def _write_jsonl(ds: Dataset, tmp: Path, extra: dict) -> None:
     lines = _record_lines(ds, extra)
     tmp.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _write_jsonl_pieces(pieces, tmp: Path, extra: dict) -> None:
+    done = 0
+    with tmp.open("wb") as f:
+        for piece in pieces:
+            part = {k: v[done:done + len(piece)] for k, v in extra.items()}
+            f.write(b"".join(line + b"\n" for line in _record_lines(piece, part)))
+            done += len(piece)
 
 
 def _write_json(ds: Dataset, tmp: Path, extra: dict) -> None:
