@@ -36,7 +36,7 @@ def timed(fn):
 def run_kcenter(X, k, partitions, ray_executor) -> None:
     from thresher.features.execution import use_executor
     from thresher.selection.kcenter import KCenterSelector
-    from thresher.selection.two_stage import _partition_radius
+    from thresher.selection.kcenter import partition_radius
 
     pool = _pool(len(X))
     exact, t_exact = timed(lambda: KCenterSelector(random_state=0).select(pool, k, {"embedding": X}))
@@ -45,7 +45,7 @@ def run_kcenter(X, k, partitions, ray_executor) -> None:
     with use_executor(ray_executor):
         remote, t_ray = timed(lambda: KCenterSelector(partitions=partitions, random_state=0).select(
             pool, k, {"embedding": X}))
-    exact_radius = _partition_radius((X, "cosine"), X[exact.indices])
+    exact_radius = partition_radius(X, X[exact.indices], ("cosine", 64))
     r = split.diagnostics["covering_radius"]
     print(f"k-center N={len(X):,} k={k}: exact greedy {t_exact:.1f} s, radius {exact_radius:.4f} | "
           f"two-stage P={partitions} here {t_split:.1f} s, on Ray {t_ray:.1f} s, radius {r:.4f} "
@@ -56,7 +56,7 @@ def run_kcenter(X, k, partitions, ray_executor) -> None:
 def run_facility(X, k, partitions, ray_executor) -> None:
     from thresher.features.execution import use_executor
     from thresher.selection.facility import FacilityLocationSelector
-    from thresher.selection.two_stage import _partition_objective
+    from thresher.selection.facility import partition_objective
 
     pool = _pool(len(X))
     one, t_one = timed(lambda: FacilityLocationSelector(random_state=0).select(pool, k, {"embedding": X}))
@@ -65,7 +65,7 @@ def run_facility(X, k, partitions, ray_executor) -> None:
     with use_executor(ray_executor):
         remote, t_ray = timed(lambda: FacilityLocationSelector(partitions=partitions, random_state=0).select(
             pool, k, {"embedding": X}))
-    one_obj = _partition_objective((X, "squared_cosine"), np.ascontiguousarray(X[one.indices]))
+    one_obj = partition_objective(X, np.ascontiguousarray(X[one.indices]), {"metric": "squared_cosine"})
     obj = split.diagnostics["pool_objective"]
     print(f"facility N={len(X):,} k={k}: one-machine greedy ({one.diagnostics['graph']}) {t_one:.1f} s, "
           f"objective {one_obj:.1f} | GreeDi P={partitions} here {t_split:.1f} s, on Ray {t_ray:.1f} s, "

@@ -319,18 +319,34 @@ class FacilityLocationSelector(Design):
                          diagnostics=diagnostics)
 
     def _two_stage(self, ds: Dataset, X, k, costs, budget_cost) -> Selection:
-        from thresher.selection.two_stage import two_stage_facility
+        from thresher.selection.two_stage import two_stage
 
         options = {"metric": self.metric, "graph": self.graph, "n_neighbors": self.n_neighbors, "knn": self.knn}
-        res = two_stage_facility(unit_rows(X), k, partitions=self.partitions, budget_cost=budget_cost, costs=costs,
-                                 options=options, rng=np.random.default_rng(self.random_state))
+        res = two_stage(unit_rows(X), k, partitions=self.partitions, budget_cost=budget_cost, costs=costs,
+                        initial=np.zeros(0, np.int64), pick=partition_facility, measure=partition_objective,
+                        combine=sum, options=options, rng=np.random.default_rng(self.random_state))
         diagnostics: dict[str, Any] = {
             "pool_objective": res.pool_score, "objective_per_row": res.pool_score / len(ds) if len(ds) else 0.0,
-            "metric": self.metric,
-            "two_stage": {"partitions": self.partitions, "candidates": res.candidates,
-                          "candidate_objective": res.candidate_score}}
+            "metric": self.metric, "two_stage": {"partitions": self.partitions, "candidates": res.candidates}}
         if costs is not None:
             diagnostics.update(tokens_used=float(costs[res.order].sum()), token_budget=budget_cost)
         nan = np.full(len(res.order), np.nan)
         return Selection(indices=np.asarray(res.order, np.int64), pi=nan, weights=nan.copy(), method=self.method,
                          params=self.get_params(), seed=self._seed(), pool_size=len(ds), diagnostics=diagnostics)
+
+
+def partition_facility(X, k, budget_cost, costs, initial, seed, options) -> np.ndarray:
+    """Lazy-greedy facility location on one partition (or on the candidates), for `two_stage`."""
+    return facility_select(X, k, budget_cost=budget_cost, costs=costs, random_state=seed, **options).order
+
+
+def partition_objective(X: np.ndarray, chosen: np.ndarray, options) -> float:
+    """Sum over the rows of `X` of their similarity to the most similar chosen row."""
+    if len(X) == 0 or len(chosen) == 0:
+        return 0.0
+    best = np.full(len(X), -np.inf, dtype=np.float32)
+    for a in range(0, len(chosen), 2048):
+        np.maximum(best, (X @ chosen[a:a + 2048].T).max(axis=1), out=best)
+    if options["metric"] == "squared_cosine":
+        return float((best.astype(np.float64) ** 2).sum())
+    return float(np.maximum(best, 0).astype(np.float64).sum())

@@ -289,12 +289,30 @@ class KCenterSelector(Design):
                          diagnostics=diagnostics)
 
     def _two_stage(self, X, k, budget_cost, costs, initial) -> tuple[np.ndarray, dict[str, Any]]:
-        from thresher.selection.two_stage import two_stage_kcenter
+        from thresher.selection.two_stage import two_stage
 
         X = unit_rows(X) if self.metric == "cosine" else as_matrix(X)
-        result = two_stage_kcenter(X, k, partitions=self.partitions, budget_cost=budget_cost, costs=costs,
-                                   initial=initial, metric=self.metric, block_size=self.block_size,
-                                   rng=np.random.default_rng(self.random_state))
+        result = two_stage(X, k, partitions=self.partitions, budget_cost=budget_cost, costs=costs, initial=initial,
+                           pick=partition_kcenter, measure=partition_radius, combine=lambda r: max(r, default=0.0),
+                           options=(self.metric, self.block_size), rng=np.random.default_rng(self.random_state))
         return result.order, {"covering_radius": result.pool_score if len(result.order) else None,
-                              "two_stage": {"partitions": self.partitions, "candidates": result.candidates,
-                                            "candidate_radius": result.candidate_score}}
+                              "two_stage": {"partitions": self.partitions, "candidates": result.candidates}}
+
+
+def partition_kcenter(X, k, budget_cost, costs, initial, seed, options) -> np.ndarray:
+    """Greedy k-center on one partition (or on the candidates), for `two_stage`."""
+    metric, block_size = options
+    return _kcenter(X, k, budget_cost, costs, initial, metric, block_size, seed)[0]
+
+
+def partition_radius(X: np.ndarray, centers: np.ndarray, options) -> float:
+    """The largest distance from a row of `X` to its nearest center."""
+    metric = options[0]
+    if len(X) == 0:
+        return 0.0
+    if len(centers) == 0:
+        return float("inf")
+    both = np.concatenate([X, centers])
+    sq = np.einsum("ij,ij->i", both, both)
+    d2 = np.maximum(min_sqdist(both, sq, np.arange(len(X), len(both)))[:len(X)], 0)
+    return float(d2.max() / 2) if metric == "cosine" else float(np.sqrt(d2.max()))

@@ -15,22 +15,30 @@ partition on the active executor (Ray tasks under `--executor ray`, this
 process otherwise). The covering radius over every row is then measured, a
 partition per task, so the diagnostics report the real radius (facility:
 the real objective over every row), not the candidates' one.
+
+This module is the schedule only; the selectors (`kcenter`, `facility`)
+pass in their greedy and their measure as module-level functions, which a
+Ray task can pickle by reference.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
 from thresher.features.execution import current_executor
-from thresher.selection._similarity import min_sqdist
+
+# pick(X, k, costs, budget_cost, initial, seed, options) -> picked rows of X, in pick order
+Pick = Callable[..., np.ndarray]
+# measure(X, chosen rows' vectors, options) -> one partition's share of the pool's score
+Measure = Callable[..., float]
 
 
 @dataclass
 class TwoStageResult:
     order: np.ndarray  # picked rows, in the final greedy's pick order
     pool_score: float  # over every row: k-center's covering radius, facility's objective
-    candidate_score: float  # the same over the candidates alone (what the final greedy saw)
     candidates: int
 
 
@@ -39,95 +47,38 @@ def partition_bounds(n: int, partitions: int) -> np.ndarray:
     return np.linspace(0, n, min(partitions, max(n, 1)) + 1).round().astype(np.int64)
 
 
-def two_stage_kcenter(X: np.ndarray, k: int | None, *, partitions: int, budget_cost: float | None,
-                      costs: np.ndarray | None, initial: np.ndarray, metric: str, block_size: int,
-                      rng: np.random.Generator) -> TwoStageResult:
-    """Greedy k-center in two stages over `partitions` row ranges of `X`
-    (already unit rows for cosine); the budget as in `kcenter_greedy`."""
-    from thresher.selection.kcenter import _kcenter
-
+def two_stage(X: np.ndarray, k: int | None, *, partitions: int, budget_cost: float | None,
+              costs: np.ndarray | None, initial: np.ndarray, pick: Pick, measure: Measure,
+              combine: Callable[[list[float]], float], options: Any, rng: np.random.Generator) -> TwoStageResult:
+    """`pick` on each of `partitions` row ranges of `X` (a task each), then on
+    the union of their picks (plus `initial`, which is never picked); the
+    pool's score is `combine` of `measure` over the ranges."""
     bounds = partition_bounds(len(X), partitions)
     seeds = rng.integers(0, 2**63 - 1, size=len(bounds))  # one per partition, one for the final stage
     executor = current_executor()
-    jobs = [(np.ascontiguousarray(X[a:b]), None if k is None else min(k, int(b - a)),
-             None if costs is None else costs[a:b], budget_cost, metric, block_size, int(seed))
-            for a, b, seed in zip(bounds[:-1], bounds[1:], seeds)]
-    picks = [order + a for order, a in zip(executor.map_shards(_partition_picks, jobs), bounds[:-1])]
+    ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+    jobs = [(np.ascontiguousarray(X[a:b]), None if k is None else min(k, b - a),
+             None if costs is None else costs[a:b], budget_cost, np.zeros(0, np.int64), int(seed), options)
+            for (a, b), seed in zip(ranges, seeds)]
+    picks = [order + a for order, (a, _) in zip(executor.map_shards(_pick_job, jobs, pick), ranges)]
     candidates = np.unique(np.concatenate(picks + [initial]))
     local_initial = np.searchsorted(candidates, initial)
     if k is not None:
         k = min(k, len(candidates) - len(initial))
-    order, radii, _ = _kcenter(X[candidates], k, budget_cost, None if costs is None else costs[candidates],
-                               local_initial, metric, block_size, int(seeds[-1]))
-    order = candidates[order]
-    centers = np.ascontiguousarray(X[np.concatenate([initial, order])])
-    radius = max(executor.map_shards(_partition_radius, [(np.ascontiguousarray(X[a:b]), metric)
-                                                          for a, b in zip(bounds[:-1], bounds[1:])], centers),
-                 default=0.0)
-    return TwoStageResult(order, float(radius), float(radii[-1]) if len(radii) else 0.0, int(len(candidates)))
+    final = pick(X[candidates], k, budget_cost, None if costs is None else costs[candidates], local_initial,
+                 int(seeds[-1]), options)
+    order = candidates[final]
+    chosen = np.ascontiguousarray(X[np.concatenate([initial, order])])
+    shares = executor.map_shards(_measure_job, [(np.ascontiguousarray(X[a:b]), options) for a, b in ranges],
+                                 chosen, measure)
+    return TwoStageResult(order, float(combine(list(shares))), int(len(candidates)))
 
 
-def _partition_picks(job) -> np.ndarray:
-    """One partition's greedy k-center picks (rows of the partition)."""
-    from thresher.selection.kcenter import _kcenter
-
-    X, k, costs, budget_cost, metric, block_size, seed = job
-    if len(X) == 0:
-        return np.zeros(0, np.int64)
-    order, _, _ = _kcenter(X, k, budget_cost, costs, None, metric, block_size, seed)
-    return order
+def _pick_job(job, pick: Pick) -> np.ndarray:
+    X, k, costs, budget_cost, initial, seed, options = job
+    return pick(X, k, budget_cost, costs, initial, seed, options) if len(X) else np.zeros(0, np.int64)
 
 
-def _partition_radius(job, centers: np.ndarray) -> float:
-    """The largest distance from a row of the partition to its nearest center."""
-    X, metric = job
-    if len(X) == 0 or len(centers) == 0:
-        return 0.0 if len(X) == 0 else float("inf")
-    both = np.concatenate([X, centers])
-    sq = np.einsum("ij,ij->i", both, both)
-    d2 = np.maximum(min_sqdist(both, sq, np.arange(len(X), len(both)))[:len(X)], 0)
-    return float(d2.max() / 2) if metric == "cosine" else float(np.sqrt(d2.max()))
-
-
-def two_stage_facility(X: np.ndarray, k: int | None, *, partitions: int, budget_cost: float | None,
-                       costs: np.ndarray | None, options: dict, rng: np.random.Generator) -> TwoStageResult:
-    """GreeDi facility location over `partitions` row ranges of `X` (unit rows);
-    `options` are `facility_select`'s (metric, graph, n_neighbors, knn)."""
-    from thresher.selection.facility import facility_select
-
-    bounds = partition_bounds(len(X), partitions)
-    seeds = rng.integers(0, 2**63 - 1, size=len(bounds))
-    executor = current_executor()
-    jobs = [(np.ascontiguousarray(X[a:b]), None if k is None else min(k, int(b - a)),
-             None if costs is None else costs[a:b], budget_cost, options, int(seed))
-            for a, b, seed in zip(bounds[:-1], bounds[1:], seeds)]
-    picks = [order + a for order, a in zip(executor.map_shards(_partition_facility, jobs), bounds[:-1])]
-    candidates = np.unique(np.concatenate(picks)) if picks else np.zeros(0, np.int64)
-    final = facility_select(X[candidates], None if k is None else min(k, len(candidates)), budget_cost=budget_cost,
-                            costs=None if costs is None else costs[candidates], random_state=int(seeds[-1]), **options)
-    order = candidates[final.order]
-    chosen = np.ascontiguousarray(X[order])
-    objective = sum(executor.map_shards(_partition_objective, [(np.ascontiguousarray(X[a:b]), options["metric"])
-                                                                for a, b in zip(bounds[:-1], bounds[1:])], chosen))
-    return TwoStageResult(order, float(objective), float(final.objective), int(len(candidates)))
-
-
-def _partition_facility(job) -> np.ndarray:
-    from thresher.selection.facility import facility_select
-
-    X, k, costs, budget_cost, options, seed = job
-    if len(X) == 0:
-        return np.zeros(0, np.int64)
-    return facility_select(X, k, budget_cost=budget_cost, costs=costs, random_state=seed, **options).order
-
-
-def _partition_objective(job, chosen: np.ndarray) -> float:
-    """Sum over the partition's rows of their similarity to the most similar chosen row."""
-    X, metric = job
-    if len(X) == 0 or len(chosen) == 0:
-        return 0.0
-    best = np.full(len(X), -np.inf, dtype=np.float32)
-    for a in range(0, len(chosen), 2048):
-        np.maximum(best, (X @ chosen[a:a + 2048].T).max(axis=1), out=best)
-    sim = best.astype(np.float64) ** 2 if metric == "squared_cosine" else np.maximum(best, 0).astype(np.float64)
-    return float(sim.sum())
+def _measure_job(job, chosen: np.ndarray, measure: Measure) -> float:
+    X, options = job
+    return measure(X, chosen, options)
