@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from thresher.data.dataset import CANONICAL, Dataset, Source
+from thresher.data.dataset import CANONICAL, Dataset, RawRecords, Source
 from thresher.data.formats import Problem, detect_format
 from thresher.data.readers import ReadResult, _check_input_path, _with_unit, detect_file_format
 from thresher.data.shards import (CONTENT_HASH, ORIGIN, SHARD_BYTES, SHARDABLE, Shard, ShardSummary, content_fields,
@@ -341,11 +341,9 @@ def shard_rows(item: tuple[ShardPart, np.ndarray]) -> Dataset:
     return sub
 
 
-def _compact_raw(raws: list) -> "RawRecords":
+def _compact_raw(raws: list[RawRecords]) -> RawRecords:
     """The rows of `raws` in one buffer of just their bytes (a taken RawRecords
     still points into its whole shard's buffer)."""
-    from thresher.data.dataset import RawRecords
-
     rows = [r for raw in raws for r in raw.rows()]
     lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
     ends = np.cumsum(lengths)
