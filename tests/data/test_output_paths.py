@@ -135,14 +135,23 @@ def test_atomic_path_refuses_to_replace_a_folder_with_a_file(tmp_path):
 # -- I/O faults ----------------------------------------------------------------
 
 def _fail_writes(monkeypatch, code: int):
-    """Every Path.write_bytes / write_text writes a few bytes, then fails with `code`."""
+    """Every Path.write_bytes / write_text, and every file opened for writing with
+    Path.open (the streaming JSONL writer), writes a few bytes, then fails with `code`."""
     def failing(self, data, *args, **kwargs):
         with open(self, "wb") as f:
             f.write(b"partial")
         raise OSError(code, os.strerror(code), str(self))
 
+    real_open = Path.open
+
+    def failing_open(self, mode="r", *args, **kwargs):
+        if "w" not in mode and "a" not in mode:
+            return real_open(self, mode, *args, **kwargs)
+        failing(self, b"")
+
     monkeypatch.setattr(Path, "write_bytes", failing)
     monkeypatch.setattr(Path, "write_text", failing)
+    monkeypatch.setattr(Path, "open", failing_open)
 
 
 @pytest.mark.parametrize("code, words", [(errno.ENOSPC, "No space left on device"),
