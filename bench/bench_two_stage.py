@@ -33,18 +33,23 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def run_kcenter(X, k, partitions, ray_executor) -> None:
+def three_runs(make_step, X, k, partitions, ray_executor):
+    """(greedy, two-stage here, two-stage on Ray), each as (Selection, seconds)."""
     from thresher.features.execution import use_executor
-    from thresher.selection.kcenter import KCenterSelector
-    from thresher.selection.kcenter import partition_radius
 
     pool = _pool(len(X))
-    exact, t_exact = timed(lambda: KCenterSelector(random_state=0).select(pool, k, {"embedding": X}))
-    split, t_split = timed(lambda: KCenterSelector(partitions=partitions, random_state=0).select(
-        pool, k, {"embedding": X}))
+    greedy = timed(lambda: make_step(None).select(pool, k, {"embedding": X}))
+    here = timed(lambda: make_step(partitions).select(pool, k, {"embedding": X}))
     with use_executor(ray_executor):
-        remote, t_ray = timed(lambda: KCenterSelector(partitions=partitions, random_state=0).select(
-            pool, k, {"embedding": X}))
+        remote = timed(lambda: make_step(partitions).select(pool, k, {"embedding": X}))
+    return greedy, here, remote
+
+
+def run_kcenter(X, k, partitions, ray_executor) -> None:
+    from thresher.selection.kcenter import KCenterSelector, partition_radius
+
+    (exact, t_exact), (split, t_split), (remote, t_ray) = three_runs(
+        lambda p: KCenterSelector(partitions=p, random_state=0), X, k, partitions, ray_executor)
     exact_radius = partition_radius(X, X[exact.indices], ("cosine", 64))
     r = split.diagnostics["covering_radius"]
     print(f"k-center N={len(X):,} k={k}: exact greedy {t_exact:.1f} s, radius {exact_radius:.4f} | "
@@ -54,17 +59,10 @@ def run_kcenter(X, k, partitions, ray_executor) -> None:
 
 
 def run_facility(X, k, partitions, ray_executor) -> None:
-    from thresher.features.execution import use_executor
-    from thresher.selection.facility import FacilityLocationSelector
-    from thresher.selection.facility import partition_objective
+    from thresher.selection.facility import FacilityLocationSelector, partition_objective
 
-    pool = _pool(len(X))
-    one, t_one = timed(lambda: FacilityLocationSelector(random_state=0).select(pool, k, {"embedding": X}))
-    split, t_split = timed(lambda: FacilityLocationSelector(partitions=partitions, random_state=0).select(
-        pool, k, {"embedding": X}))
-    with use_executor(ray_executor):
-        remote, t_ray = timed(lambda: FacilityLocationSelector(partitions=partitions, random_state=0).select(
-            pool, k, {"embedding": X}))
+    (one, t_one), (split, t_split), (remote, t_ray) = three_runs(
+        lambda p: FacilityLocationSelector(partitions=p, random_state=0), X, k, partitions, ray_executor)
     one_obj = partition_objective(X, np.ascontiguousarray(X[one.indices]), {"metric": "squared_cosine"})
     obj = split.diagnostics["pool_objective"]
     print(f"facility N={len(X):,} k={k}: one-machine greedy ({one.diagnostics['graph']}) {t_one:.1f} s, "

@@ -140,13 +140,22 @@ class DerivedIds:
 
     def of(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        keys = content_keys(self._ds, rows).to_pylist()
-        ids = np.array([hashlib.blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in keys], dtype=object)
-        occurrence = self._occurrence[rows]
-        dup = occurrence > 0
-        if dup.any():
-            ids[dup] = [f"{h}-{k}" for h, k in zip(ids[dup], occurrence[dup])]
-        return ids
+        return with_occurrences(content_hashes(content_keys(self._ds, rows)), self._occurrence[rows])
+
+
+def content_hashes(keys: pa.Array) -> np.ndarray:
+    """The hex content hash a derived id starts with, one per content key (object array)."""
+    return np.array([hashlib.blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in keys.to_pylist()],
+                    dtype=object)
+
+
+def with_occurrences(hashes: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
+    """Derived ids: the content hash, plus "-k" for the k-th repeat of the same content in file order."""
+    ids = np.array(hashes, dtype=object)
+    dup = occurrence > 0
+    if dup.any():
+        ids[dup] = [f"{h}-{k}" for h, k in zip(ids[dup], occurrence[dup])]
+    return ids
 
 
 def derive_ids(ds) -> pa.Array:

@@ -86,8 +86,7 @@ def detect_file_format(path: Path, file_format: str | None = None) -> str:
 def read_dataset(path: str | Path, *, file_format: str | None = None, record_format: str | None = None,
                  field_map: dict[str, str] | None = None, on_error: str = "raise") -> ReadResult:
     """Read and validate a pool. `on_error="skip"` drops malformed rows and returns them as rejects."""
-    if on_error not in ("raise", "skip"):
-        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     path = Path(path)
     _check_input_path(path)
     try:
@@ -127,6 +126,11 @@ def read_dataset(path: str | Path, *, file_format: str | None = None, record_for
     ids = given_ids(table).cast(pa.string()) if "id" in table.column_names else None
     ds = Dataset(table, source, ids=ids, raw=raw, origin_rows=origin)
     return ReadResult(ds, rejects)
+
+
+def check_on_error(on_error: str) -> None:
+    if on_error not in ("raise", "skip"):
+        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
 
 
 def _check_input_path(path: Path) -> None:

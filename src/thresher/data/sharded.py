@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from thresher.data.dataset import CANONICAL, Dataset, RawRecords, Source
 from thresher.data.formats import Problem, detect_format
-from thresher.data.readers import ReadResult, _check_input_path, _with_unit, detect_file_format
+from thresher.data.readers import ReadResult, _check_input_path, _with_unit, check_on_error, detect_file_format
 from thresher.data.shards import (CONTENT_HASH, ORIGIN, SHARD_BYTES, SHARDABLE, Shard, ShardSummary, content_fields,
                                   load_shard, plan_shards, rejects_of, shard_dataset, summarize_shard)
 from thresher.errors import InputError, UsageError
@@ -47,8 +47,7 @@ def open_sharded(path: str | Path, map_shards: MapShards, *, file_format: str | 
                  record_format: str | None = None, field_map: dict[str, str] | None = None,
                  on_error: str = "raise", shard_bytes: int = SHARD_BYTES) -> ReadResult:
     """`read_dataset(path, ...)`'s result, read shard by shard through `map_shards`."""
-    if on_error not in ("raise", "skip"):
-        raise UsageError(f"--on-error must be 'raise' or 'skip', got {on_error!r}")
+    check_on_error(on_error)
     path = Path(path)
     _check_input_path(path)
     fmt = detect_file_format(path, file_format)
@@ -163,21 +162,17 @@ def _shard_raw_lines(shard: Shard) -> dict[int, str]:
 
 
 def _ids(small: pa.Table) -> pa.Array:
-    """Given ids as strings, or derived ones: content hash + "-k" for the k-th
-    repeat of the same content in file order (`DerivedIds`' rule)."""
-    from thresher.data.ids import _occurrence_numbers, given_ids
+    """Given ids as strings, or derived ones (`ids.with_occurrences`, numbered
+    over the whole file)."""
+    import pyarrow.compute as pc
+
+    from thresher.data.ids import _occurrence_numbers, given_ids, with_occurrences
 
     if "id" in small.column_names:
         return given_ids(small).cast(pa.string())
-    import pyarrow.compute as pc
-
     hashes = small.column(CONTENT_HASH).combine_chunks()
     codes = pc.dictionary_encode(hashes).indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    occurrence = _occurrence_numbers(codes)
-    ids = np.asarray(hashes.to_numpy(zero_copy_only=False), dtype=object)
-    dup = occurrence > 0
-    if dup.any():
-        ids[dup] = [f"{h}-{k}" for h, k in zip(ids[dup], occurrence[dup])]
+    ids = with_occurrences(hashes.to_numpy(zero_copy_only=False), _occurrence_numbers(codes))
     return pa.array(ids, pa.string())
 
 

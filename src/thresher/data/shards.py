@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from thresher.data.dataset import Dataset, Source
 from thresher.data.formats import ROLES, Problem, validate_table
-from thresher.data.readers import Reject, _Loaded, load_jsonl_bytes
+from thresher.data.readers import Reject, _Loaded, _raw_of, load_jsonl_bytes
 from thresher.errors import InputError
 
 SHARD_BYTES = 32 << 20  # ~50k chat rows: one shard is one FeatureStore part
@@ -150,8 +150,9 @@ def content_fields(record_format: str, field_map: dict[str, str], columns: list[
 
 
 def summarize_shard(shard: Shard, record_format: str, field_map: dict[str, str]) -> ShardSummary:
-    """One shard read, validated and boiled down to a `ShardSummary`."""
-    from thresher.data.ids import given_ids
+    """One shard read, validated and boiled down to a `ShardSummary` (a derived
+    id's content hash here; the driver adds occurrence numbers across shards)."""
+    from thresher.data.ids import content_hashes, content_keys, given_ids
 
     loaded = load_shard(shard)
     table = loaded.table
@@ -160,7 +161,7 @@ def summarize_shard(shard: Shard, record_format: str, field_map: dict[str, str])
                 for p in validate_table(table, record_format, field_map)] if table.num_rows else []
     raw_text = dict(loaded.raw_text)
     for p in problems:
-        raw_text.setdefault(p.row, _raw_line(loaded, p.row))
+        raw_text.setdefault(p.row, _raw_of(loaded, p.row))
     ids = given_ids(table) if "id" in columns and table.num_rows else None
     valid = ~np.isin(loaded.origin, np.array([p.row for p in problems], np.int64))
     kept = table.filter(pa.array(valid)) if not valid.all() else table
@@ -169,24 +170,9 @@ def summarize_shard(shard: Shard, record_format: str, field_map: dict[str, str])
     if ids is None and kept.num_rows:
         rows = Dataset(kept, Source(shard.path, record_format=record_format,
                                     field_map=tuple(sorted(field_map.items()))))
-        small = small.append_column(CONTENT_HASH, pa.array(_content_hashes(rows), pa.string()))
+        small = small.append_column(CONTENT_HASH, pa.array(content_hashes(content_keys(rows)), pa.string()))
     return ShardSummary(shard.index, columns, loaded.unit, loaded.origin, ids, loaded.problems + problems,
                         raw_text, small)
-
-
-def _content_hashes(rows: Dataset) -> list[str]:
-    """The content hash a derived id starts with (`DerivedIds`), before the
-    driver adds occurrence numbers across shards."""
-    from thresher.data.ids import content_keys
-
-    return [hashlib.blake2b(k.encode("utf-8"), digest_size=8).hexdigest() for k in content_keys(rows).to_pylist()]
-
-
-def _raw_line(loaded: _Loaded, origin: int) -> str | None:
-    if loaded.raw is None:
-        return None
-    hit = np.flatnonzero(loaded.origin == origin)
-    return loaded.raw.row(int(hit[0])).decode("utf-8", "replace") if len(hit) else None
 
 
 def shard_dataset(shard: Shard, source: Source, ids: pa.Array) -> Dataset:

@@ -42,14 +42,8 @@ def write_subset(ds: Dataset, out: Path, *, out_format: str | None = None,
     """Write `ds` (already the subset) to `out`; returns the format written."""
     fmt = output_format_for(out, ds.source.file_format, out_format)
     extra = {k: np.asarray(v) for k, v in (extra_columns or {}).items()}
-    if fmt == "jsonl" and not set(extra) & set(ds.fields):
-        # JSON lines are written piece by piece (a pool read shard by shard reads
-        # its rows back a shard at a time); a replaced _pi/_weight key needs the
-        # whole table's columns, so that case reads everything first.
-        with atomic_path(out) as tmp:
-            _write_jsonl_pieces(ds.in_memory_pieces(), tmp, extra)
-        return fmt
-    ds = ds.in_memory()
+    if fmt != "jsonl":  # JSON lines stream (`_write_jsonl`); the other formats need every row here
+        ds = ds.in_memory()
     writer = {"jsonl": _write_jsonl, "json": _write_json, "csv": _write_csv,
               "parquet": _write_parquet, "hf": _write_hf}[fmt]
     with atomic_path(out) as tmp:
@@ -110,11 +104,10 @@ def _python_rows(ds: Dataset) -> list[dict]:
 
 
 def _write_jsonl(ds: Dataset, tmp: Path, extra: dict) -> None:
-    lines = _record_lines(ds, extra)
-    tmp.write_bytes(b"".join(line + b"\n" for line in lines))
-
-
-def _write_jsonl_pieces(pieces, tmp: Path, extra: dict) -> None:
+    """Piece by piece (a pool read shard by shard reads its rows back a shard at
+    a time); a replaced _pi/_weight key needs the whole table's columns, so that
+    case reads every row first."""
+    pieces = [ds.in_memory()] if set(extra) & set(ds.fields) else ds.in_memory_pieces()
     done = 0
     with tmp.open("wb") as f:
         for piece in pieces:

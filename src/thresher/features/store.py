@@ -127,7 +127,7 @@ class FeatureStore:
             path = entry / f"part-{i:05d}.parquet"
             parts.append(_read_part(path, stop - start, featurizer.columns) if path.is_file() else None)
         self.stats.parts_resumed += sum(p is not None for p in parts)
-        todo = ((i, _input_part(ds, featurizer, deps, *spans[i], entry)) for i, p in enumerate(parts) if p is None)
+        todo = ((i, _input_part(ds, featurizer, deps, i, spans[i], entry)) for i, p in enumerate(parts) if p is None)
         for i, part in self._run(featurizer, todo):
             _write_atomic(part, entry / f"part-{i:05d}.parquet")  # at once: a killed run resumes after it
             self.stats.parts_computed += 1
@@ -238,35 +238,42 @@ def _shard_rows(ds, featurizer: Featurizer) -> list[int] | None:
     return [s.rows for s in shards]
 
 
-def _input_part(ds, featurizer: Featurizer, deps: list[pa.Table], start: int, stop: int, entry: Path):
-    """The part's input: a table, or for a sharded pool a `ShardInput` that the
-    worker computing it reads from its own shard."""
+def _input_part(ds, featurizer: Featurizer, deps: list[pa.Table], i: int, span: tuple[int, int], entry: Path):
+    """Part `i`'s input (rows `span`): a table, or for a sharded pool a
+    `ShardInput` that the worker computing it reads from its own shard (a row
+    featurizer's part i is shard i)."""
     if getattr(ds, "shards", None) is None:
-        return _input_batch(ds, featurizer, deps, start, stop)
-    remote = set(ds.remote_columns()) | {"prompt", "response", "messages"}
+        return _input_batch(ds, featurizer, deps, *span)
     if featurizer.scope == "row":
-        part = ds.shard_parts()[int(np.searchsorted([p.shard.row_start for p in ds.shard_parts()], start))]
-        return ShardInput(part, featurizer.inputs, _dep_slice(deps, start, stop), ds)
+        return ShardInput(ds.shard_parts()[i], featurizer.inputs, _dep_slice(deps, *span), ds)
     if featurizer.reads_shards:
         parts = [ShardInput(p, featurizer.inputs, _dep_slice(deps, p.shard.row_start, p.shard.row_start + p.num_rows), ds)
                  for p in ds.shard_parts()]
         return ShardedInput(parts, len(ds), str(entry / CHECKPOINTS))
-    if remote & set(featurizer.inputs):
+    remote = (set(ds.remote_columns()) | {"prompt", "response", "messages"}) & set(featurizer.inputs)
+    if remote:
         log.warning("%s needs every row's %s in one process: gathering them from the shards", featurizer.name,
-                    ", ".join(sorted(remote & set(featurizer.inputs))))
-    return _input_batch(ds, featurizer, deps, start, stop)
+                    ", ".join(sorted(remote)))
+    return _input_batch(ds, featurizer, deps, *span)
 
 
 def _dep_slice(deps: list[pa.Table], start: int, stop: int) -> pa.Table | None:
+    """The dependencies' columns, rows [start, stop), compact (it is pickled to a worker)."""
     if not deps:
         return None
+    names, arrays = _dep_columns(deps, start, stop, [])
+    return pa.Table.from_arrays([pa.concat_arrays([a]) for a in arrays], names=names)
+
+
+def _dep_columns(deps: list[pa.Table], start: int, stop: int, have: list[str]) -> tuple[list[str], list[pa.Array]]:
+    """Each dependency column not in `have` (first one of a name wins), rows [start, stop)."""
     names, arrays = [], []
     for table in deps:
         for name in table.column_names:
-            if name not in names:
+            if name not in have and name not in names:
                 names.append(name)
-                arrays.append(pa.concat_arrays([_slice(table.column(name), start, stop)]))  # compact: it is pickled
-    return pa.Table.from_arrays(arrays, names=names)
+                arrays.append(_slice(table.column(name), start, stop))
+    return names, arrays
 
 
 class ShardInput:
@@ -288,13 +295,10 @@ class ShardInput:
         read = [n for n in self.inputs if n not in self.small]
         table = self.part.columns(read) if read else None
         arrays = [self.small[n] if n in self.small else table.column(n).combine_chunks() for n in self.inputs]
-        names = list(self.inputs)
-        if self.deps is not None:
-            for name in self.deps.column_names:
-                if name not in names:
-                    names.append(name)
-                    arrays.append(self.deps.column(name).combine_chunks())
-        return pa.Table.from_arrays(arrays, names=names) if names else pa.table({})
+        more_names, more_arrays = _dep_columns([self.deps] if self.deps is not None else [], 0, self.num_rows,
+                                               self.inputs)
+        names = self.inputs + more_names
+        return pa.Table.from_arrays(arrays + more_arrays, names=names) if names else pa.table({})
 
 
 class ShardedInput:
@@ -326,12 +330,8 @@ def _input_batch(ds, featurizer: Featurizer, deps: list[pa.Table], start: int, s
                              f"cannot provide ({exc}); pass the record format (--format)") from exc
         names.append(name)
         arrays.append(_slice(col, start, stop))
-    for table in deps:
-        for name in table.column_names:
-            if name not in names:
-                names.append(name)
-                arrays.append(_slice(table.column(name), start, stop))
-    return pa.Table.from_arrays(arrays, names=names)
+    more_names, more_arrays = _dep_columns(deps, start, stop, names)
+    return pa.Table.from_arrays(arrays + more_arrays, names=names + more_names)
 
 
 def _slice(col, start: int, stop: int) -> pa.Array:

@@ -67,14 +67,9 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, block_rows: int | None = None,
                  shard_bytes: int | None = None):
-        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1):
-            raise UsageError(f"executor ray: num_cpus must be a positive integer, got {num_cpus!r}")
-        if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int)
-                                       or block_rows < 1):
-            raise UsageError(f"executor ray: block_rows must be a positive integer, got {block_rows!r}")
-        if shard_bytes is not None and (isinstance(shard_bytes, bool) or not isinstance(shard_bytes, int)
-                                        or shard_bytes < 1):
-            raise UsageError(f"executor ray: shard_bytes must be a positive integer, got {shard_bytes!r}")
+        for name, value in (("num_cpus", num_cpus), ("block_rows", block_rows), ("shard_bytes", shard_bytes)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UsageError(f"executor ray: {name} must be a positive integer, got {value!r}")
         self.address, self.num_cpus, self.block_rows, self.shard_bytes = address, num_cpus, block_rows, shard_bytes
         self._ray = None
 
@@ -95,6 +90,11 @@ class RayExecutor:
         return {"cpus": float(resources.get("CPU", 0)), "gpus": float(resources.get("GPU", 0)),
                 "nodes": len([n for n in self.ray.nodes() if n.get("Alive")])}
 
+    def _window(self) -> int:
+        """Items in flight at once: two per CPU (at least 4), so the driver and
+        the object store hold one window's inputs and results, never the pool's."""
+        return max(4, 2 * int(self.cluster()["cpus"]))
+
     # -- row featurizers -----------------------------------------------------
     def map_parts(self, featurizer: Featurizer, parts: Parts) -> Iterator[tuple[int, pa.Table]]:
         """Parts go out a window at a time (two per CPU), so the driver and the
@@ -102,7 +102,7 @@ class RayExecutor:
         featurizer sends all its parts at once: one actor pool, one model load
         per worker (a window would reload the model)."""
         window: list[tuple[int, pa.Table]] = []
-        size = float("inf") if featurizer.loads_model else max(4, 2 * int(self.cluster()["cpus"]))
+        size = float("inf") if featurizer.loads_model else self._window()
         for item in parts:
             window.append(item)
             if len(window) == size:
@@ -162,7 +162,7 @@ class RayExecutor:
         of two per CPU in flight, results in item order."""
         task = self.ray.remote(max_retries=3)(fn)
         shared = [self.ray.put(a) for a in args]
-        window = max(4, 2 * int(self.cluster()["cpus"]))
+        window = self._window()
         pending: list = []
         for item in items:
             pending.append(task.remote(item, *shared))
